@@ -1,0 +1,5 @@
+import sys
+
+from bltx.run import main
+
+sys.exit(main())

@@ -1,0 +1,188 @@
+"""Recipes: TOML files with includes and command-line overrides, validated strictly.
+
+    include = ["../toml_configs/model/tiny.toml"]   # relative to this file; later wins
+    [training]
+    steps = 200
+
+Merging is deep: tables merge key by key, anything else is replaced. A table whose `type`
+differs from the table it overrides replaces it whole (switching a component must not
+inherit the old component's options). `--set a.b.c=VALUE` overrides are applied last; VALUE
+is parsed as a TOML value (`3`, `1.5`, `true`, `"text"`, `[3, 4]`) and taken as a plain
+string when it is not one.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from bltx.errors import ConfigError
+from bltx.registry import load_plugins
+from bltx.schema import to_dataclass, to_table
+from bltx.sections import Recipe
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"recipe file not found: {path}; check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"recipe path is a folder, not a TOML file: {path}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; recipes are TOML files") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Deep merge `override` onto a copy of `base` (see module docstring for the rules)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, dict) and old.get("type", value.get("type")) == value.get("type", old.get("type")):
+            out[key] = merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_raw(path: str | os.PathLike, _stack: tuple[Path, ...] = ()) -> dict:
+    """Read a recipe and its includes (recursively) into one merged dict."""
+    path = Path(path).resolve()
+    if path in _stack:
+        chain = " -> ".join(p.name for p in (*_stack, path))
+        raise ConfigError(f"include cycle: {chain}; remove one of the includes")
+    table = read_toml(path)
+    includes = table.pop("include", [])
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise ConfigError(f"{path}: 'include' must be a list of file paths")
+    merged: dict = {}
+    for inc in includes:
+        inc_path = (path.parent / inc).resolve()
+        if not inc_path.is_file():
+            raise ConfigError(
+                f"{path.name}: include '{inc}' not found (looked at {inc_path}); "
+                f"include paths are relative to the including file"
+            )
+        merged = merge(merged, load_raw(inc_path, (*_stack, path)))
+    return merge(merged, table)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'a.b.c=VALUE' -> (['a', 'b', 'c'], parsed VALUE)."""
+    if "=" not in text:
+        raise ConfigError(f"--set '{text}': expected KEY=VALUE, e.g. --set training.steps=50")
+    key, raw = text.split("=", 1)
+    parts = [p.strip() for p in key.strip().split(".")]
+    if not all(parts):
+        raise ConfigError(f"--set '{text}': empty key part in '{key}'")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: treat as a string
+    return parts, value
+
+
+def apply_overrides(table: dict, overrides: list[str]) -> dict:
+    out = copy.deepcopy(table)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(f"--set {text}: '{where}' is a value, not a table")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load, merge, override and validate a recipe. Plugins named in job.plugins are imported
+    before validation so their components can be named in the recipe."""
+    raw = apply_overrides(load_raw(path), list(overrides))
+    return recipe_from_table(raw, source=str(Path(path).resolve()))
+
+
+def recipe_from_table(raw: dict, source: str = "") -> Recipe:
+    plugins = raw.get("job", {}).get("plugins", []) if isinstance(raw.get("job"), dict) else []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError("job.plugins must be a list of module names, e.g. ['plugins.my_patcher']")
+    load_plugins(plugins)
+    unknown = sorted(set(raw) - {f for f in Recipe.__dataclass_fields__})
+    if unknown:
+        # to_dataclass would also catch this; this message names it as a section.
+        from bltx.schema import did_you_mean
+
+        valid = ", ".join(Recipe.__dataclass_fields__)
+        raise ConfigError(
+            f"unknown section '{unknown[0]}'{did_you_mean(unknown[0], Recipe.__dataclass_fields__)}; "
+            f"valid sections: {valid}"
+        )
+    recipe = to_dataclass(Recipe, raw)
+    recipe.source = source
+    return recipe
+
+
+def recipe_to_toml(recipe: Recipe) -> str:
+    """Render a recipe (after merging) as TOML text, for --print-config and run folders."""
+    return dumps_toml(to_table(recipe))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def dumps_toml(table: dict, prefix: str = "") -> str:
+    """Minimal TOML writer: scalars first, then sub-tables as [a.b] headers. None is omitted."""
+    lines, tables = [], []
+    for key, value in table.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    out = []
+    if lines:
+        if prefix:
+            out.append(f"[{prefix}]")
+        out.extend(lines)
+    for key, value in tables:
+        sub = dumps_toml(value, f"{prefix}.{key}" if prefix else key)
+        if sub:
+            out.append("")
+            out.append(sub)
+    if not lines and prefix and not tables:
+        out.append(f"[{prefix}]")
+    return "\n".join(out).strip("\n")
+
+
+def resolve_path(recipe: Recipe, path: str) -> Path:
+    """A path from a recipe: absolute, or relative to the current folder if it exists there,
+    else relative to the recipe file."""
+    p = Path(os.path.expanduser(path))
+    if p.is_absolute() or p.exists() or not recipe.source:
+        return p
+    return Path(recipe.source).parent / p

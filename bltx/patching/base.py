@@ -1,0 +1,108 @@
+"""The patcher protocol and conversions between the three ways of describing patches.
+
+A patching of a batch of byte ids `[B, T]` is described, interchangeably, by
+  - starts      bool  [B, T]  True where a patch begins (starts[:, 0] is always True);
+  - patch_ids   long  [B, T]  index of the patch each byte belongs to (cumsum(starts) - 1);
+  - lengths     long  [B, P]  bytes per patch, zero-padded on the right to a static P.
+
+All helpers are pure tensor ops (no `.item()`, no Python loops over positions) so they can sit
+inside a compiled forward.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Patcher(nn.Module):
+    """Maps byte ids [B, T] to patch starts [B, T] (bool).
+
+    Contract (checked by property tests for every registered patcher):
+      - starts[:, 0] is True; every byte is in exactly one contiguous non-empty patch;
+      - causal: starts[:, t] depends only on ids[:, :t+1];
+      - deterministic; and no patch longer than `max_patch_length` when one is set.
+
+    Subclasses implement `compute_starts`; `forward` applies the max-length split and forces
+    the first start. `entropies` ([B, T] float, entropy of the prediction made at each
+    position) may be passed to patchers that use them; others ignore it.
+    """
+
+    # Whether the patcher can decide starts[:, t] from a prefix alone during generation
+    # without recomputing the whole sequence (all causal patchers can; see infer/).
+    online: bool = True
+
+    def __init__(self, max_patch_length: int | None = None):
+        super().__init__()
+        self.max_patch_length = max_patch_length
+
+    def compute_starts(self, ids: torch.Tensor, entropies: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, ids: torch.Tensor, entropies: torch.Tensor | None = None) -> torch.Tensor:
+        starts = self.compute_starts(ids, entropies=entropies).to(torch.bool)
+        starts = force_first_start(starts)
+        if self.max_patch_length is not None:
+            starts = split_long_patches(starts, self.max_patch_length)
+        return starts
+
+
+def force_first_start(starts: torch.Tensor) -> torch.Tensor:
+    first = torch.zeros_like(starts)
+    first[:, 0] = True
+    return starts | first
+
+
+def split_long_patches(starts: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Add starts so no patch exceeds `max_len`: a patch of length L becomes ceil(L/max_len)
+    patches of max_len bytes followed by the remainder (as HF `process_patch_lengths`)."""
+    if max_len < 1:
+        raise ValueError(f"max_patch_length must be >= 1, got {max_len}")
+    T = starts.shape[-1]
+    pos = torch.arange(T, device=starts.device).expand_as(starts)
+    last_start = torch.where(starts, pos, torch.zeros_like(pos)).cummax(dim=-1).values
+    return starts | ((pos - last_start) % max_len == 0)
+
+
+def starts_to_patch_ids(starts: torch.Tensor) -> torch.Tensor:
+    return starts.long().cumsum(dim=-1) - 1
+
+
+def starts_to_lengths(starts: torch.Tensor, max_patches: int | None = None) -> torch.Tensor:
+    """Patch lengths [B, P], zero-padded. P = max_patches if given (static, compile-friendly),
+    else the largest patch count in the batch (needs a host sync)."""
+    patch_ids = starts_to_patch_ids(starts)
+    if max_patches is None:
+        max_patches = int(starts.sum(dim=-1).max())
+    lengths = torch.zeros(starts.shape[0], max_patches, dtype=torch.long, device=starts.device)
+    # Bytes whose patch index is >= max_patches are dropped: the caller chose P too small;
+    # `check_max_patches` turns that into a clear error outside compiled code.
+    valid = patch_ids < max_patches
+    lengths.scatter_add_(1, patch_ids.clamp(max=max_patches - 1), valid.long())
+    return lengths
+
+
+def lengths_to_starts(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """Inverse of `starts_to_lengths` for lengths summing to seq_len (padding zeros ignored)."""
+    offsets = lengths.cumsum(dim=-1) - lengths  # start offset of each patch
+    starts = torch.zeros(lengths.shape[0], seq_len + 1, dtype=torch.bool, device=lengths.device)
+    nonempty = lengths > 0
+    starts.scatter_(1, torch.where(nonempty, offsets, seq_len).clamp(max=seq_len), nonempty)
+    # Scatter with a False value may have overwritten a True at seq_len only (the dump slot).
+    return starts[:, :seq_len]
+
+
+def lengths_to_patch_ids(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
+    return starts_to_patch_ids(lengths_to_starts(lengths, seq_len))
+
+
+def check_max_patches(starts: torch.Tensor, max_patches: int) -> None:
+    """Raise a clear error when a batch has more patches than the static maximum P."""
+    most = int(starts.sum(dim=-1).max())
+    if most > max_patches:
+        from bltx.errors import ConfigError
+
+        raise ConfigError(
+            f"a sequence produced {most} patches but model.max_patches is {max_patches}; "
+            f"raise model.max_patches or set model.patcher.max_patch_length"
+        )

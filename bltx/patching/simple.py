@@ -1,0 +1,76 @@
+"""Patchers that need no model: every byte, fixed stride, and after runs of spaces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bltx.bytes import OFFSET
+from bltx.patching.base import Patcher
+from bltx.registry import register
+
+
+@register("patcher", "byte")
+class BytePatcher(Patcher):
+    """Every byte is its own patch: the latent model sees bytes (a byte-level baseline)."""
+
+    @dataclass
+    class Config:
+        pass
+
+    def __init__(self, cfg: Config | None = None):
+        super().__init__(max_patch_length=None)
+
+    def compute_starts(self, ids, entropies=None):
+        return torch.ones_like(ids, dtype=torch.bool)
+
+
+@register("patcher", "static")
+class StaticPatcher(Patcher):
+    """Fixed-stride patches of `stride` bytes (the paper's "static patching")."""
+
+    @dataclass
+    class Config:
+        stride: int = 4
+
+        def __post_init__(self):
+            if self.stride < 1:
+                raise ValueError(f"stride must be >= 1, got {self.stride}")
+
+    def __init__(self, cfg: Config):
+        super().__init__(max_patch_length=None)
+        self.stride = cfg.stride
+
+    def compute_starts(self, ids, entropies=None):
+        pos = torch.arange(ids.shape[-1], device=ids.device)
+        return (pos % self.stride == 0).expand_as(ids)
+
+
+@register("patcher", "space")
+class SpacePatcher(Patcher):
+    """A patch begins at the first non-space byte after a run of space-like bytes.
+
+    Space-like bytes are `space_chars` (whitespace by default) and the special ids (BOS, EOS,
+    PAD), so the first byte after BOS always opens a patch. Runs of spaces stay attached to
+    the word before them, so each patch is "word + trailing spaces".
+    """
+
+    @dataclass
+    class Config:
+        space_chars: str = " \t\n\r\x0b\x0c"
+        max_patch_length: int | None = None
+
+    def __init__(self, cfg: Config):
+        super().__init__(max_patch_length=cfg.max_patch_length)
+        table = torch.zeros(256 + OFFSET, dtype=torch.bool)
+        table[:OFFSET] = True
+        for byte in cfg.space_chars.encode("utf-8"):
+            table[byte + OFFSET] = True
+        # A buffer (not a parameter) so it follows .to(device) and stays out of state_dict.
+        self.register_buffer("is_space", table, persistent=False)
+
+    def compute_starts(self, ids, entropies=None):
+        space = self.is_space[ids]
+        prev_space = torch.nn.functional.pad(space[:, :-1], (1, 0), value=True)
+        return prev_space & ~space

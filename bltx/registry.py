@@ -1,0 +1,178 @@
+"""Component registries: one per kind, components registered by name, built from TOML tables.
+
+    @register("patcher", "static")
+    class StaticPatcher(Patcher):
+        @dataclass
+        class Config:
+            stride: int = 4
+        def __init__(self, cfg: Config, **context): ...
+
+    build("patcher", {"type": "static", "stride": 6})   # -> StaticPatcher(Config(stride=6))
+
+A table's `type` names the component; its other keys are the fields of the component's nested
+`Config` dataclass. Unknown types, unknown keys and mistyped values raise `ConfigError` with
+one line naming what is valid. Keyword arguments to `build` are passed to the constructor as
+context (sizes the parent knows, e.g. the latent width an encoder must project to).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from importlib import metadata
+from typing import Any, Callable
+
+from bltx.errors import ConfigError
+from bltx.schema import did_you_mean, to_dataclass
+
+# Kinds known at start-up; plugins may add more with `Registry.for_kind(new_kind)`.
+KINDS = (
+    "model",
+    "patcher",
+    "byte_embedder",
+    "encoder",
+    "latent",
+    "decoder",
+    "entropy_model",
+    "attention",
+    "optimizer",
+    "lr_scheduler",
+    "data_source",
+    "task",
+)
+
+ENTRY_POINT_GROUP = "bltx.plugins"
+
+
+class Registry:
+    """Name -> component class for one component kind."""
+
+    _by_kind: dict[str, "Registry"] = {}
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Any] = {}
+
+    @classmethod
+    def for_kind(cls, kind: str, create: bool = True) -> "Registry":
+        if kind not in cls._by_kind:
+            if not create:
+                raise ConfigError(
+                    f"unknown component kind '{kind}'{did_you_mean(kind, cls._by_kind)}; "
+                    f"known kinds: {', '.join(sorted(cls._by_kind))}"
+                )
+            cls._by_kind[kind] = Registry(kind)
+        return cls._by_kind[kind]
+
+    def register(self, name: str, obj: Any = None, *, replace: bool = False):
+        """Register `obj` under `name`; usable as a decorator. Duplicate names are an error."""
+
+        def add(target):
+            if not replace and name in self._entries and self._entries[name] is not target:
+                existing = self._entries[name]
+                raise ValueError(
+                    f"{self.kind} '{name}' is already registered by "
+                    f"{existing.__module__}.{existing.__qualname__}; pick another name"
+                )
+            config_cls = getattr(target, "Config", None)
+            if config_cls is not None and not dataclasses.is_dataclass(config_cls):
+                raise TypeError(f"{target.__qualname__}.Config must be a @dataclass")
+            self._entries[name] = target
+            return target
+
+        return add(obj) if obj is not None else add
+
+    def names(self) -> list[str]:
+        load_builtin_components()
+        return sorted(self._entries)
+
+    def get(self, name: str, where: str = "") -> Any:
+        load_builtin_components()
+        if name not in self._entries:
+            at = f"{where}: " if where else ""
+            listed = ", ".join(sorted(self._entries)) or "(none registered)"
+            raise ConfigError(
+                f"{at}unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}; "
+                f"registered: {listed} (plugins: list modules in job.plugins)"
+            )
+        return self._entries[name]
+
+    def __contains__(self, name: str) -> bool:
+        load_builtin_components()
+        return name in self._entries
+
+
+for _kind in KINDS:
+    Registry.for_kind(_kind)
+
+
+def register(kind: str, name: str, *, replace: bool = False) -> Callable:
+    """Decorator: `@register("patcher", "entropy")`."""
+    return Registry.for_kind(kind).register(name, replace=replace)
+
+
+def get_registry(kind: str) -> Registry:
+    return Registry.for_kind(kind, create=False)
+
+
+def _split_table(kind: str, table: Any, where: str) -> tuple[str, dict]:
+    where = where or kind
+    if isinstance(table, str):  # shorthand: patcher = "byte"
+        return table, {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table with a 'type' key, got {table!r}")
+    if "type" not in table:
+        names = ", ".join(get_registry(kind).names())
+        raise ConfigError(f"{where}: missing 'type'; registered {kind} types: {names}")
+    rest = {k: v for k, v in table.items() if k != "type"}
+    return table["type"], rest
+
+
+def validate(kind: str, table: Any, where: str = "") -> Any:
+    """Check a component table without building it; returns the parsed Config (or None)."""
+    name, rest = _split_table(kind, table, where)
+    where = where or kind
+    cls = get_registry(kind).get(name, where=f"{where}.type")
+    config_cls = getattr(cls, "Config", None)
+    if config_cls is None:
+        if rest:
+            raise ConfigError(f"{where}: {kind} '{name}' takes no options, got {sorted(rest)}")
+        return None
+    return to_dataclass(config_cls, rest, where)
+
+
+def build(kind: str, table: Any, where: str = "", **context) -> Any:
+    """Build the component named by `table["type"]` with its Config and the given context."""
+    cfg = validate(kind, table, where)
+    name, _ = _split_table(kind, table, where)
+    cls = get_registry(kind).get(name)
+    return cls(**context) if cfg is None else cls(cfg, **context)
+
+
+_builtins_loaded = False
+
+
+def load_builtin_components() -> None:
+    """Import the modules whose import registers bltx's own components (once)."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    from bltx import components  # noqa: F401  (imports every built-in component module)
+
+
+def load_plugins(modules: list[str] | tuple[str, ...] = (), entry_points: bool = True) -> None:
+    """Import plugin modules named in a recipe and those installed under `bltx.plugins`."""
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name and mod.startswith(exc.name):
+                raise ConfigError(
+                    f"job.plugins: cannot import plugin module '{mod}'; check the name and "
+                    f"that its folder is on PYTHONPATH (run from the project root)"
+                ) from None
+            raise
+    if entry_points:
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            ep.load()

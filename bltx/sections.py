@@ -1,0 +1,158 @@
+"""Schemas of the recipe sections (torchtitan-like): one dataclass per top-level TOML table.
+
+Every key of a recipe must be a field here (or of a registered component's Config, for the
+component tables under [model]); anything else is rejected when the recipe is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bltx.schema import component
+
+
+@dataclass
+class JobConfig:
+    name: str = "bltx"
+    # What `python -m bltx.run` does with the recipe: a registered "task" (train, eval, ...).
+    task: str = "train"
+    dump_dir: str = "runs/bltx"
+    seed: int = 0
+    # Modules to import before building anything; their @register calls add components.
+    plugins: list[str] = field(default_factory=list)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    description: str = ""
+
+
+@dataclass
+class DataConfig:
+    # Files or globs, relative to the recipe file or absolute; "bltx:NAME" names a corpus
+    # bundled with the package (bltx/data/corpora/NAME).
+    paths: list[str] = field(default_factory=lambda: ["bltx:tiny_shakespeare"])
+    seq_len: int = 512
+    batch_size: int = 8
+    validation_fraction: float = 0.05
+    add_bos: bool = True
+    # Optional file of per-byte entropies stored beside the data (precomputed patching).
+    entropies_path: str = ""
+
+    def __post_init__(self):
+        if self.seq_len < 2:
+            raise ValueError(f"data.seq_len must be >= 2, got {self.seq_len}")
+        if self.batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError("data.validation_fraction must be in [0, 1)")
+
+
+@dataclass
+class OptimizerConfig:
+    name: Literal["adamw"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    fused: bool = True  # used only where the device supports it
+
+
+@dataclass
+class LRSchedulerConfig:
+    name: Literal["cosine", "wsd", "constant"] = "cosine"
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    # Warmup-stable-decay: fraction of steps spent in the final decay.
+    decay_fraction: float = 0.2
+
+
+@dataclass
+class TrainingConfig:
+    steps: int = 1000
+    grad_accum: int = 1
+    max_norm: float = 1.0
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+
+@dataclass
+class ParallelismConfig:
+    dp_replicate: int = 1
+    dp_shard: int = -1  # -1: whatever the world size leaves
+    tp: int = 1
+
+
+@dataclass
+class CompileConfig:
+    enable: bool = False
+    fullgraph: bool = True
+
+
+@dataclass
+class Float8Config:
+    enable: bool = False
+    recipe: Literal["tensorwise", "rowwise"] = "tensorwise"
+
+
+@dataclass
+class ActivationCheckpointConfig:
+    mode: Literal["none", "full", "selective"] = "none"
+
+
+@dataclass
+class CheckpointConfig:
+    enable: bool = True
+    interval: int = 500
+    keep_latest: int = 2
+    load_path: str = ""
+    # Resume automatically from the newest checkpoint in the dump folder.
+    auto_resume: bool = True
+
+
+@dataclass
+class MetricsConfig:
+    log_interval: int = 10
+    tensorboard: bool = True
+    progress_bar: bool = True
+
+
+@dataclass
+class EvalConfig:
+    interval: int = 200
+    steps: int = 20
+    path: str = ""
+    checkpoint: str = ""
+
+
+@dataclass
+class GenerateConfig:
+    prompt: str = ""
+    max_bytes: int = 256
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    checkpoint: str = ""
+
+
+@dataclass
+class Recipe:
+    """A whole recipe after includes and overrides are merged and every value is checked."""
+
+    job: JobConfig = field(default_factory=JobConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict = component("model", {"type": "blt"})
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    lr_scheduler: LRSchedulerConfig = field(default_factory=LRSchedulerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    parallelism: ParallelismConfig = field(default_factory=ParallelismConfig)
+    compile: CompileConfig = field(default_factory=CompileConfig)
+    float8: Float8Config = field(default_factory=Float8Config)
+    activation_checkpoint: ActivationCheckpointConfig = field(
+        default_factory=ActivationCheckpointConfig
+    )
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    # Absolute path of the recipe file it came from ("" when built in code); relative data
+    # and checkpoint paths resolve against its folder. Not a TOML key.
+    source: str = field(default="", init=False, repr=False)
