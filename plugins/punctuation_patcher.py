@@ -9,11 +9,10 @@ Selected from a recipe without touching bltx:
     type = "punctuation"
     max_patch_length = 16
 
-Bytes fall in three classes: word bytes (letters, digits and every non-ASCII byte, so UTF-8
-characters stay whole), space-like bytes and punctuation. A patch begins wherever the class
-changes to word or punctuation; spaces stay attached to the patch before them. So
-"Hello, world!" becomes ["Hello", ", ", "world", "!"]: words and punctuation runs each get
-their own patch, which a plain space patcher would glue together.
+A patch closes after every punctuation byte and after the first space of a run, so
+"Hello, world!" becomes ["Hello,", " ", "world!"]: punctuation gets a boundary of its own,
+which a plain space patcher would not give it. Like every bltx patcher it decides whether
+byte t opens a patch from the bytes before t only (see `bltx.patching.Patcher`).
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ WORD, SPACE, PUNCT = 0, 1, 2
 
 @register("patcher", "punctuation")
 class PunctuationPatcher(Patcher):
-    """Patches at word / punctuation boundaries; spaces join the preceding patch."""
+    """Closes a patch after punctuation and after the first space of a run."""
 
     @dataclass
     class Config:
@@ -51,5 +50,6 @@ class PunctuationPatcher(Patcher):
 
     def compute_starts(self, ids, entropies=None):
         cls = self.byte_class[ids]
-        prev = torch.nn.functional.pad(cls[:, :-1], (1, 0), value=SPACE)
-        return (cls != prev) & (cls != SPACE)
+        prev = torch.nn.functional.pad(cls[:, :-1], (1, 0), value=WORD)
+        prev2 = torch.nn.functional.pad(cls[:, :-2], (2, 0), value=WORD)
+        return (prev == PUNCT) | ((prev == SPACE) & (prev2 != SPACE))

@@ -74,7 +74,7 @@ def test_bundled_punctuation_plugin():
     starts = bltx.build("patcher", {"type": "punctuation"})(ids)[0]
     bounds = torch.nonzero(starts).flatten().tolist() + [ids.shape[1]]
     pieces = [decode(ids[0, a:b]) for a, b in zip(bounds, bounds[1:])]
-    assert pieces == ["", "Hello", ", ", "world", "!  ", "ok", "..."]
+    assert pieces == ["", "Hello,", " ", "world!", " ", " ok.", ".", "."]
 
 
 def test_bundled_plugin_from_recipe(tmp_path):

@@ -20,7 +20,12 @@ class Patcher(nn.Module):
 
     Contract (checked by property tests for every registered patcher):
       - starts[:, 0] is True; every byte is in exactly one contiguous non-empty patch;
-      - causal: starts[:, t] depends only on ids[:, :t+1];
+      - strictly causal: starts[:, t] depends only on ids[:, :t], the bytes BEFORE t. The
+        decision that byte t opens a patch is made before byte t is seen (as entropy
+        patching does: H(x_t) is computed from x_<t). The model relies on this: when it
+        predicts byte t it must know whether byte t opens a new patch, so it patches one
+        position past the input (see `model/blt.py`); a patcher that peeked at byte t
+        would leak the answer into the prediction;
       - deterministic; and no patch longer than `max_patch_length` when one is set.
 
     Subclasses implement `compute_starts`; `forward` applies the max-length split and forces

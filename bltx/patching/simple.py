@@ -49,11 +49,13 @@ class StaticPatcher(Patcher):
 
 @register("patcher", "space")
 class SpacePatcher(Patcher):
-    """A patch begins at the first non-space byte after a run of space-like bytes.
+    """A patch ends at the first space-like byte after a non-space byte.
 
     Space-like bytes are `space_chars` (whitespace by default) and the special ids (BOS, EOS,
-    PAD), so the first byte after BOS always opens a patch. Runs of spaces stay attached to
-    the word before them, so each patch is "word + trailing spaces".
+    PAD), so the first byte after BOS always opens a patch. "the  cat" patches as
+    "the " | " cat": each word keeps the space that ends it; further spaces of a run lead the
+    next patch. (Ending a patch after a whole run of spaces would need to see the first
+    non-space byte, i.e. peek at the byte whose patch is being decided; see `Patcher`.)
     """
 
     @dataclass
@@ -72,5 +74,7 @@ class SpacePatcher(Patcher):
 
     def compute_starts(self, ids, entropies=None):
         space = self.is_space[ids]
-        prev_space = torch.nn.functional.pad(space[:, :-1], (1, 0), value=True)
-        return prev_space & ~space
+        # starts[t] = space[t-1] & ~space[t-2]; position 0 is forced by Patcher.forward.
+        prev = torch.nn.functional.pad(space[:, :-1], (1, 0), value=False)
+        prev2 = torch.nn.functional.pad(space[:, :-2], (2, 0), value=False)
+        return prev & ~prev2

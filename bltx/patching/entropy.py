@@ -1,0 +1,124 @@
+"""Entropy patching: a small byte LM's next-byte entropies decide where patches begin.
+
+H(x_t), the entropy of the model's prediction *of* byte t, is the entropy of the
+distribution produced at position t-1: `entropies[:, t-1]`. Rules (BLT section 2.3), any
+enabled one opens a patch at t >= 2:
+  - global threshold:  H(x_t) > threshold                      (entropies[t-1] > threshold)
+  - monotonic:         H(x_t) - H(x_{t-1}) > relative_threshold
+Positions 0 and 1 always start patches (BOS is a patch of its own), as in the released BLT
+and HF's `patch_lengths_from_entropies`. starts[t] depends on ids[:t] only, so whether the
+*next* byte opens a patch is known before it is seen (`predicts_next_start`): the BLT
+decoder uses that to let the last byte of a patch read that patch's latent state.
+
+The entropy model is frozen (requires_grad False, always eval) and run without grad.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from bltx.errors import CheckpointError
+from bltx.model.attention import attention_backend, check_backend_name
+from bltx.patching.base import Patcher
+from bltx.registry import build, register
+from bltx.schema import component
+
+
+def starts_from_entropies(
+    entropies: torch.Tensor, threshold: float | None, relative_threshold: float | None
+) -> torch.Tensor:
+    """entropies [B, T] -> starts bool [B, T] (positions 0 and 1 always True)."""
+    prev = F.pad(entropies[:, :-1], (1, 0))  # prev[t] = entropies[t-1] = H(x_t)
+    starts = torch.zeros_like(entropies, dtype=torch.bool)
+    if threshold is not None:
+        starts = starts | (prev > threshold)
+    if relative_threshold is not None:
+        prev2 = F.pad(entropies[:, :-2], (2, 0))  # H(x_{t-1})
+        starts = starts | (prev - prev2 > relative_threshold)
+    pos = torch.arange(entropies.shape[1], device=entropies.device)
+    return starts | (pos < 2)
+
+
+@register("patcher", "entropy")
+class EntropyPatcher(Patcher):
+    """Patches from a frozen entropy model (realtime) or from precomputed entropies."""
+
+    predicts_next_start = True
+
+    @dataclass
+    class Config:
+        model: dict = component("entropy_model", {"type": "transformer"})
+        # Entropy model weights: a torch.save'd state dict (optionally under "model" or with
+        # an "entropy_model." prefix); None keeps the random/converted weights.
+        checkpoint: str | None = None
+        threshold: float | None = 1.335442066192627  # HF BltConfig.patching_threshold
+        relative_threshold: float | None = None
+        max_patch_length: int | None = None
+        attention: str = "sdpa"
+
+        def __post_init__(self):
+            if self.threshold is None and self.relative_threshold is None:
+                raise ValueError("set threshold (global rule) or relative_threshold (monotonic rule)")
+            if self.max_patch_length is not None and self.max_patch_length < 1:
+                raise ValueError(f"max_patch_length must be >= 1, got {self.max_patch_length}")
+            check_backend_name(self.attention)
+
+    def __init__(self, cfg: Config, **context):
+        super().__init__(max_patch_length=cfg.max_patch_length)
+        self.cfg = cfg
+        self.threshold = cfg.threshold
+        self.relative_threshold = cfg.relative_threshold
+        backend = attention_backend(cfg.attention, where="patcher.attention")
+        self.entropy_model = build("entropy_model", cfg.model, where="patcher.model", backend=backend)
+        self.entropy_model.requires_grad_(False)
+        self.entropy_model.eval()
+        if cfg.checkpoint is not None and not any(p.is_meta for p in self.entropy_model.parameters()):
+            self.load_checkpoint(cfg.checkpoint)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.entropy_model.eval()  # frozen: never in training mode
+        return self
+
+    @torch.no_grad()
+    def entropies(self, ids: torch.Tensor) -> torch.Tensor:
+        """[B, T] fp32 entropy of the entropy model's prediction made at each position."""
+        return self.entropy_model.entropies(ids)
+
+    def compute_starts(self, ids: torch.Tensor, entropies: torch.Tensor | None = None) -> torch.Tensor:
+        if entropies is None:
+            entropies = self.entropies(ids)
+        return starts_from_entropies(entropies.detach(), self.threshold, self.relative_threshold)
+
+    def init_weights(self) -> None:
+        init = getattr(self.entropy_model, "init_weights", None)
+        if init is not None:
+            init()
+        if self.cfg.checkpoint is not None:
+            self.load_checkpoint(self.cfg.checkpoint)
+
+    def load_checkpoint(self, path: str) -> None:
+        """Load entropy model weights from `path` (see Config.checkpoint)."""
+        p = Path(path)
+        if not p.is_file():
+            raise CheckpointError(f"patcher.checkpoint: entropy model weights not found at {p}")
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+            raise CheckpointError(f"patcher.checkpoint: cannot read {p} as a torch state dict ({exc})") from None
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]
+        for prefix in ("patcher.entropy_model.", "entropy_model."):
+            if any(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+                break
+        missing, unexpected = self.entropy_model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"patcher.checkpoint {p} does not fit the entropy model: "
+                f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+            )
