@@ -33,6 +33,13 @@ class Patcher(nn.Module):
     position) may be passed to patchers that use them; others ignore it.
     """
 
+    # True when starts[:, t] depends on ids[:, :t] only (the contract above). A plugin whose
+    # patcher must see byte t to decide (e.g. "a patch starts at the first letter after
+    # spaces") sets this False; the model then lets byte t read only patches that ended
+    # before t's patch began, which stays causal but wastes the newest patch. Property tests
+    # check strict causality for every patcher that claims it.
+    predicts_next_start: bool = True
+
     # Whether the patcher can decide starts[:, t] from a prefix alone during generation
     # without recomputing the whole sequence (all causal patchers can; see infer/).
     online: bool = True
