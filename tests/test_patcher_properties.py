@@ -19,6 +19,8 @@ from bltx.patching.base import (
 )
 from bltx.registry import get_registry
 
+TINY_ENTROPY_MODEL = {"type": "transformer", "dim": 32, "n_layers": 1, "n_heads": 2}
+
 PATCHERS = {
     "byte": {"type": "byte"},
     "static": {"type": "static", "stride": 3},
@@ -28,9 +30,9 @@ PATCHERS = {
     "punctuation_max3": {"type": "punctuation", "max_patch_length": 3},
     # A randomly initialised entropy model gives near-uniform entropies; thresholds around
     # their typical value exercise both outcomes.
-    "entropy_global": {"type": "entropy", "threshold": 5.55, "entropy_model": {"type": "transformer", "dim": 32, "n_layers": 1, "n_heads": 2}},
-    "entropy_monotonic": {"type": "entropy", "rule": "monotonic", "threshold": 0.0, "entropy_model": {"type": "transformer", "dim": 32, "n_layers": 1, "n_heads": 2}},
-    "entropy_max4": {"type": "entropy", "threshold": 5.0, "max_patch_length": 4, "entropy_model": {"type": "transformer", "dim": 32, "n_layers": 1, "n_heads": 2}},
+    "entropy_global": {"type": "entropy", "threshold": 5.55, "model": TINY_ENTROPY_MODEL},
+    "entropy_monotonic": {"type": "entropy", "rule": "monotonic", "relative_threshold": 0.0, "model": TINY_ENTROPY_MODEL},
+    "entropy_max4": {"type": "entropy", "threshold": 5.0, "max_patch_length": 4, "model": TINY_ENTROPY_MODEL},
 }
 
 _built: dict[str, torch.nn.Module] = {}
