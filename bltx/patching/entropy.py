@@ -1,8 +1,8 @@
 """Entropy patching: a small byte LM's next-byte entropies decide where patches begin.
 
 H(x_t), the entropy of the model's prediction *of* byte t, is the entropy of the
-distribution produced at position t-1: `entropies[:, t-1]`. Rules (BLT section 2.3), any
-enabled one opens a patch at t >= 2:
+distribution produced at position t-1: `entropies[:, t-1]`. Rules (BLT section 2.3), chosen by
+`rule`, open a patch at t >= 2 when:
   - global threshold:  H(x_t) > threshold                      (entropies[t-1] > threshold)
   - monotonic:         H(x_t) - H(x_{t-1}) > relative_threshold
 Positions 0 and 1 always start patches (BOS is a patch of its own), as in the released BLT
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,14 +56,16 @@ class EntropyPatcher(Patcher):
         # Entropy model weights: a torch.save'd state dict (optionally under "model" or with
         # an "entropy_model." prefix); None keeps the random/converted weights.
         checkpoint: str | None = None
-        threshold: float | None = 1.335442066192627  # HF BltConfig.patching_threshold
+        # "global": H(x_t) > threshold; "monotonic": H(x_t) - H(x_{t-1}) > relative_threshold.
+        rule: Literal["global", "monotonic"] = "global"
+        threshold: float = 1.335442066192627  # HF BltConfig.patching_threshold
         relative_threshold: float | None = None
         max_patch_length: int | None = None
         attention: str = "sdpa"
 
         def __post_init__(self):
-            if self.threshold is None and self.relative_threshold is None:
-                raise ValueError("set threshold (global rule) or relative_threshold (monotonic rule)")
+            if self.rule == "monotonic" and self.relative_threshold is None:
+                raise ValueError("rule = 'monotonic' needs relative_threshold")
             if self.max_patch_length is not None and self.max_patch_length < 1:
                 raise ValueError(f"max_patch_length must be >= 1, got {self.max_patch_length}")
             check_backend_name(self.attention)
@@ -70,14 +73,14 @@ class EntropyPatcher(Patcher):
     def __init__(self, cfg: Config, **context):
         super().__init__(max_patch_length=cfg.max_patch_length)
         self.cfg = cfg
-        self.threshold = cfg.threshold
-        self.relative_threshold = cfg.relative_threshold
+        self.threshold = cfg.threshold if cfg.rule == "global" else None
+        self.relative_threshold = cfg.relative_threshold if cfg.rule == "monotonic" else None
         backend = attention_backend(cfg.attention, where="patcher.attention")
         self.entropy_model = build("entropy_model", cfg.model, where="patcher.model", backend=backend)
         self.entropy_model.requires_grad_(False)
         self.entropy_model.eval()
-        if cfg.checkpoint is not None and not any(p.is_meta for p in self.entropy_model.parameters()):
-            self.load_checkpoint(cfg.checkpoint)
+        if not any(p.is_meta for p in self.entropy_model.parameters()):
+            self.init_weights()  # a meta-device build is initialised later by the caller
 
     def train(self, mode: bool = True):
         super().train(mode)

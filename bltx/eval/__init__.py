@@ -1,0 +1,1 @@
+"""Evaluation: bits per byte, FLOP accounting, downstream tasks."""

@@ -1,0 +1,1 @@
+"""Import/export of checkpoints from other implementations (Hugging Face transformers BLT)."""

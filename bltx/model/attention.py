@@ -1,0 +1,207 @@
+"""Attention backends and the self-/cross-attention layers that use them.
+
+A backend turns a mask *description* into whatever its kernel wants, once per forward, and
+then runs attention with it in every layer:
+
+    mask = backend.causal_mask(T, window, device)        # self-attention over bytes/patches
+    mask = backend.group_mask(q_group, kv_group)          # q may see kv iff same group id
+    out  = backend.attend(q, k, v, mask)                  # q [B,H,Lq,D], k/v [B,Hkv,Lkv,D]
+
+Group masks express both BLT cross-attentions: patch queries see the bytes of their patch
+(encoder) and bytes see the latent state of one patch (decoder). A query whose group id is
+negative or matches no key (padding patches, bytes before the first complete patch) gets a
+zero output instead of NaN, so it leaves the residual stream untouched.
+
+`sdpa` materialises boolean masks (CPU and GPU, forward and backward). `flex` builds
+FlexAttention block masks (CUDA; use `sdpa` for CPU training, FlexAttention has no CPU
+backward). Both are registered under the "attention" kind so plugins can add others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bltx.model.init import init_linear
+from bltx.model.norm import RMSNorm
+from bltx.model.rope import apply_rope
+from bltx.registry import build, get_registry, register
+
+
+@dataclass
+class SdpaMask:
+    """Boolean mask for F.scaled_dot_product_attention (None with is_causal=True is the
+    fast causal path); `row_valid` [B,1,Lq,1] zeroes queries that may see no key."""
+
+    mask: torch.Tensor | None
+    is_causal: bool = False
+    row_valid: torch.Tensor | None = None
+
+
+@register("attention", "sdpa")
+class SdpaBackend:
+    """torch scaled_dot_product_attention with explicit boolean masks."""
+
+    @dataclass
+    class Config:
+        pass
+
+    def __init__(self, cfg: Config | None = None):
+        pass
+
+    def causal_mask(self, length: int, window: int | None, device) -> SdpaMask:
+        if window is None or window >= length:
+            return SdpaMask(None, is_causal=True)
+        pos = torch.arange(length, device=device)
+        diff = pos[:, None] - pos[None, :]
+        # Query i sees keys j with i - window < j <= i (window keys including itself).
+        return SdpaMask((diff >= 0) & (diff < window))
+
+    def group_mask(self, q_group: torch.Tensor, kv_group: torch.Tensor) -> SdpaMask:
+        allowed = (q_group[:, :, None] == kv_group[:, None, :]) & (q_group[:, :, None] >= 0)
+        has_key = allowed.any(dim=-1, keepdim=True)
+        # Rows with no key would softmax over nothing (NaN); let them see everything and
+        # zero their output afterwards.
+        allowed = allowed | ~has_key
+        return SdpaMask(allowed[:, None], row_valid=has_key[:, None])
+
+    def attend(self, q, k, v, mask: SdpaMask, scale: float | None = None) -> torch.Tensor:
+        gqa = q.shape[1] != k.shape[1]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask.mask, is_causal=mask.is_causal, scale=scale, enable_gqa=gqa
+        )
+        if mask.row_valid is not None:
+            out = out * mask.row_valid.to(out.dtype)
+        return out
+
+
+@dataclass
+class FlexMask:
+    block_mask: Any
+    row_valid: torch.Tensor | None = None
+
+
+@register("attention", "flex")
+class FlexBackend:
+    """FlexAttention with block masks built from the same mask descriptions (CUDA)."""
+
+    @dataclass
+    class Config:
+        pass
+
+    def __init__(self, cfg: Config | None = None):
+        pass
+
+    def causal_mask(self, length: int, window: int | None, device) -> FlexMask:
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        if window is None:
+            def mask_mod(b, h, q, kv):
+                return kv <= q
+        else:
+            def mask_mod(b, h, q, kv):
+                return (kv <= q) & (q - kv < window)
+
+        return FlexMask(create_block_mask(mask_mod, None, None, length, length, device=device))
+
+    def group_mask(self, q_group: torch.Tensor, kv_group: torch.Tensor) -> FlexMask:
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        def mask_mod(b, h, q, kv):
+            g = q_group[b, q]
+            return (g == kv_group[b, kv]) & (g >= 0)
+
+        B, Lq = q_group.shape
+        has_key = ((q_group[:, :, None] == kv_group[:, None, :]) & (q_group[:, :, None] >= 0)).any(-1)
+        bm = create_block_mask(mask_mod, B, None, Lq, kv_group.shape[1], device=q_group.device)
+        return FlexMask(bm, row_valid=has_key[:, None, :, None])
+
+    def attend(self, q, k, v, mask: FlexMask, scale: float | None = None) -> torch.Tensor:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        gqa = q.shape[1] != k.shape[1]
+        out = flex_attention(q, k, v, block_mask=mask.block_mask, scale=scale, enable_gqa=gqa)
+        if mask.row_valid is not None:
+            out = out * mask.row_valid.to(out.dtype)
+        return out
+
+
+def attention_backend(name: str, where: str = "attention"):
+    """Build a registered backend by name (ConfigError naming the registered ones)."""
+    return build("attention", {"type": name}, where=where)
+
+
+def check_backend_name(name: str) -> None:
+    """For Config.__post_init__: ValueError (-> one-line ConfigError) on an unknown backend."""
+    reg = get_registry("attention")
+    if name not in reg:
+        raise ValueError(f"unknown attention backend '{name}'; registered: {', '.join(reg.names())}")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head (GQA) self-attention with interleaved RoPE; mask from the caller."""
+
+    def __init__(self, dim: int, n_heads: int, n_kv_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads
+        self.head_dim = dim // n_heads
+        self.wq = nn.Linear(dim, n_heads * self.head_dim, bias=False)
+        self.wk = nn.Linear(dim, n_kv_heads * self.head_dim, bias=False)
+        self.wv = nn.Linear(dim, n_kv_heads * self.head_dim, bias=False)
+        self.wo = nn.Linear(n_heads * self.head_dim, dim, bias=False)
+
+    def forward(self, x, mask, rope, backend) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = rope
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        out = backend.attend(q, k, v, mask)
+        return self.wo(out.transpose(1, 2).reshape(B, T, -1))
+
+    def init_weights(self) -> None:
+        for lin in (self.wq, self.wk, self.wv, self.wo):
+            init_linear(lin)
+
+
+class CrossAttention(nn.Module):
+    """Cross-attention with RMSNorm on queries and keys, no RoPE.
+
+    Returns `x + attention`, and callers add that to their stream again: this doubled
+    residual is how the released BLT (and HF's port) computes it, so converted weights
+    produce the same numbers.
+    """
+
+    def __init__(self, dim: int, n_heads: int, n_kv_heads: int, norm_eps: float = 1e-5):
+        super().__init__()
+        self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads
+        self.head_dim = dim // n_heads
+        self.q_norm = RMSNorm(dim, norm_eps)
+        self.k_norm = RMSNorm(dim, norm_eps)
+        self.wq = nn.Linear(dim, n_heads * self.head_dim, bias=False)
+        self.wk = nn.Linear(dim, n_kv_heads * self.head_dim, bias=False)
+        self.wv = nn.Linear(dim, n_kv_heads * self.head_dim, bias=False)
+        self.wo = nn.Linear(n_heads * self.head_dim, dim, bias=False)
+
+    def forward(self, x, kv, mask, backend) -> torch.Tensor:
+        B, Lq, _ = x.shape
+        Lkv = kv.shape[1]
+        q = self.wq(self.q_norm(x)).view(B, Lq, self.n_heads, self.head_dim).transpose(1, 2)
+        kvn = self.k_norm(kv)
+        k = self.wk(kvn).view(B, Lkv, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(kvn).view(B, Lkv, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        out = backend.attend(q, k, v, mask)
+        return x + self.wo(out.transpose(1, 2).reshape(B, Lq, -1))
+
+    def init_weights(self) -> None:
+        self.q_norm.init_weights()
+        self.k_norm.init_weights()
+        for lin in (self.wq, self.wk, self.wv, self.wo):
+            init_linear(lin)

@@ -1,0 +1,181 @@
+"""The BLT model: patcher -> byte embedder -> local encoder -> latent -> local decoder.
+
+    model = build("model", {"type": "blt", "max_patches": 64, "encoder": {...}, ...})
+    logits = model(ids)                          # [B, T, 260], patcher in the loop
+    starts = model.patch(ids)                    # bool [B, T], for patch statistics
+    logits = model(ids, starts=starts)           # or patch_lengths=[B, P] / entropies=[B, T]
+
+Patch counts are padded to a static P (`max_patches`, default T) so the forward compiles
+with fullgraph=True. Padding patches have zero queries and are never read by real bytes.
+
+Which latent state a byte reads (decoder cross-attention), for byte t:
+  - lookahead (HF/BLT convention; patchers whose starts[t] depends on ids[:t] only, e.g.
+    entropy, static, byte): patch_id(t+1) - 1, so the last byte of a patch reads that
+    (complete) patch. For the last position this needs starts at position T, which the
+    model gets by running the patcher on ids + one PAD byte; `starts` given with T+1
+    columns supply it, with T columns it is taken as False.
+  - otherwise: patch_id(t) - 1, the last patch that ended before t's patch began.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bltx.bytes import PAD_ID
+from bltx.errors import ConfigError
+from bltx.model.attention import attention_backend, check_backend_name
+from bltx.patching.base import check_max_patches, lengths_to_starts, starts_to_patch_ids
+from bltx.registry import build, register, validate
+from bltx.schema import component
+
+# Importing these registers the built-in components the default tables name.
+from bltx.model import embedder as _embedder  # noqa: F401
+from bltx.model import entropy_model as _entropy_model  # noqa: F401
+from bltx.model import latent as _latent  # noqa: F401
+from bltx.model import local_decoder as _local_decoder  # noqa: F401
+from bltx.model import local_encoder as _local_encoder  # noqa: F401
+from bltx.patching import entropy as _entropy_patcher  # noqa: F401
+
+COMPONENTS = ("patcher", "byte_embedder", "encoder", "latent", "decoder")
+
+
+@register("model", "blt")
+class BLT(nn.Module):
+    """Byte Latent Transformer assembled from registered components (see module doc)."""
+
+    @dataclass
+    class Config:
+        patcher: dict = component("patcher", {"type": "entropy"})
+        byte_embedder: dict = component("byte_embedder", {"type": "hash_ngram"})
+        encoder: dict = component("encoder", {"type": "local"})
+        latent: dict = component("latent", {"type": "transformer"})
+        decoder: dict = component("decoder", {"type": "local"})
+        # Static patch count P of the padded patch axis; None -> the sequence length.
+        max_patches: int | None = None
+        # Attention backend for encoder, latent and decoder: "sdpa" or "flex" (CUDA).
+        attention: str = "sdpa"
+        # Decoder patch rule (see module doc); None -> the patcher's `predicts_next_start`.
+        decoder_lookahead: bool | None = None
+
+        def __post_init__(self):
+            if self.max_patches is not None and self.max_patches < 1:
+                raise ValueError(f"max_patches must be >= 1, got {self.max_patches}")
+            check_backend_name(self.attention)
+            enc = validate("encoder", self.encoder, "model.encoder")
+            dec = validate("decoder", self.decoder, "model.decoder")
+            enc_dim, dec_dim = getattr(enc, "dim", None), getattr(dec, "dim", None)
+            if enc_dim is not None and dec_dim is not None and enc_dim != dec_dim:
+                raise ValueError(
+                    f"decoder.dim ({dec_dim}) must equal encoder.dim ({enc_dim}): "
+                    f"the decoder reads the encoder's byte states"
+                )
+
+    def __init__(self, cfg: Config, **context):
+        super().__init__()
+        self.cfg = cfg
+        self.max_patches = cfg.max_patches
+        self.backend = attention_backend(cfg.attention, where="model.attention")
+        self.patcher = build("patcher", cfg.patcher, where="model.patcher")
+        self.latent = build("latent", cfg.latent, where="model.latent", backend=self.backend)
+        latent_dim = _required_dim(self.latent, "model.latent")
+        self.encoder = build("encoder", cfg.encoder, where="model.encoder", latent_dim=latent_dim, backend=self.backend)
+        local_dim = _required_dim(self.encoder, "model.encoder")
+        self.byte_embedder = build("byte_embedder", cfg.byte_embedder, where="model.byte_embedder", dim=local_dim)
+        self.decoder = build(
+            "decoder", cfg.decoder, where="model.decoder",
+            latent_dim=latent_dim, local_dim=local_dim, backend=self.backend,
+        )
+        if not any(p.is_meta for p in self.parameters()):
+            # Patchers initialise (and load) themselves; a meta build calls init_weights later.
+            for name in COMPONENTS[1:]:
+                fn = getattr(getattr(self, name), "init_weights", None)
+                if fn is not None:
+                    fn()
+        # The patcher is not trained (as in BLT/HF): freeze whatever parameters it has.
+        self.patcher.requires_grad_(False)
+        self.patcher.eval()
+        lookahead = cfg.decoder_lookahead
+        self.decoder_lookahead = bool(getattr(self.patcher, "predicts_next_start", False)) if lookahead is None else lookahead
+
+    # -- patching ---------------------------------------------------------------------------
+
+    def patch(self, ids: torch.Tensor, entropies: torch.Tensor | None = None, include_next: bool = False) -> torch.Tensor:
+        """Patch starts bool [B, T] for `ids` ([B, T+1] with include_next: the extra column
+        says whether the byte after the last one would open a patch; see module doc)."""
+        if not include_next:
+            return self.patcher(ids, entropies=entropies)
+        ids_ext = F.pad(ids, (0, 1), value=PAD_ID)
+        ent_ext = None if entropies is None else F.pad(entropies, (0, 1))
+        return self.patcher(ids_ext, entropies=ent_ext)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.patcher.eval()
+        return self
+
+    def _starts(self, ids, starts, patch_lengths, entropies) -> torch.Tensor:
+        """Resolve the patching to bool starts [B, T+1] (last column: next byte opens a patch)."""
+        T = ids.shape[1]
+        if starts is None and patch_lengths is not None:
+            starts = lengths_to_starts(patch_lengths.to(ids.device), T)
+        if starts is None:
+            return self.patch(ids, entropies=entropies, include_next=True)
+        starts = starts.to(device=ids.device, dtype=torch.bool)
+        if starts.shape[1] == T:
+            starts = F.pad(starts, (0, 1), value=False)
+        return starts
+
+    # -- forward ----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        starts: torch.Tensor | None = None,
+        patch_lengths: torch.Tensor | None = None,
+        entropies: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """ids [B, T] -> next-byte logits [B, T, 260]. `starts` ([B, T] or [B, T+1]) or
+        `patch_lengths` ([B, *], zero-padded) bypass the patcher; `entropies` [B, T] feed it."""
+        T = ids.shape[1]
+        P = self.max_patches or T
+        starts_ext = self._starts(ids, starts, patch_lengths, entropies)
+        if not torch.compiler.is_compiling():
+            check_max_patches(starts_ext[:, :T], P)
+        patch_ids = starts_to_patch_ids(starts_ext[:, :T])
+        if self.decoder_lookahead:
+            dec_patch_ids = starts_ext.long().cumsum(-1)[:, 1:] - 2
+        else:
+            dec_patch_ids = patch_ids - 1
+        h = self.byte_embedder(ids)
+        h, patches = self.encoder(h, patch_ids, P)
+        latent = self.latent(patches)
+        return self.decoder(h, latent, dec_patch_ids)
+
+    # -- weights ----------------------------------------------------------------------------
+
+    def init_weights(self) -> None:
+        """(Re)initialise every weight in place; use after `to_empty` of a meta-device build."""
+        for name in COMPONENTS:
+            fn = getattr(getattr(self, name), "init_weights", None)
+            if fn is not None:
+                fn()
+
+    def num_params(self, by_component: bool = True, trainable_only: bool = False) -> dict[str, int] | int:
+        """Parameter counts per component (plus 'total'), or the total alone."""
+        def count(m: nn.Module) -> int:
+            return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable_only)
+
+        counts = {name: count(getattr(self, name)) for name in COMPONENTS}
+        counts["total"] = sum(counts.values())
+        return counts if by_component else counts["total"]
+
+
+def _required_dim(module: nn.Module, where: str) -> int:
+    dim = getattr(module, "dim", None)
+    if not isinstance(dim, int):
+        raise ConfigError(f"{where}: component {type(module).__name__} must expose an integer `dim`")
+    return dim

@@ -1,0 +1,104 @@
+"""Byte embedder: a byte table plus hashed n-gram tables, summed (BLT section 3.2.1).
+
+For every n in `ngram_sizes` and every hash function f, the n bytes ending at position t
+(left-padded with id 0) are hashed with a polynomial hash, id_0 * p^0 + ... + id_{n-1} *
+p^(n-1) in wrapping int64 arithmetic, reduced modulo `hash_vocab`, and looked up in that
+(f, n) slice of one fused table. The primes and the slice order (function-major, then n)
+are those of the released BLT, so hash tables convert to and from HF checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bltx.bytes import VOCAB_SIZE
+from bltx.model.init import init_embedding
+from bltx.registry import register
+
+# Base of the polynomial hash for the i-th hash function (cycled when there are more).
+HASH_PRIMES = (
+    1000000007,
+    5915587277,
+    1500450271,
+    3267000013,
+    5754853343,
+    4093082899,
+    9576890767,
+    3628273133,
+    2860486313,
+    5463458053,
+    3367900313,
+)
+
+
+def _wrap_int64(value: int) -> int:
+    value %= 1 << 64
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def prime_powers(prime: int, n: int) -> list[int]:
+    """p^0 .. p^(n-1) as wrapping int64 values (what int64 tensor arithmetic produces)."""
+    return [_wrap_int64(prime**i) for i in range(n)]
+
+
+def ngram_hash(ids: torch.Tensor, n: int, prime: int, vocab: int) -> torch.Tensor:
+    """Hash of the n ids ending at each position, in [0, vocab). ids [B, T] -> [B, T]."""
+    padded = F.pad(ids.long(), (n - 1, 0), value=0)
+    windows = padded.unfold(1, n, 1)  # [B, T, n], oldest byte first
+    powers = torch.tensor(prime_powers(prime, n), dtype=torch.long, device=ids.device)
+    return torch.remainder((windows * powers).sum(-1), vocab)
+
+
+@register("byte_embedder", "hash_ngram")
+class HashNgramEmbedder(nn.Module):
+    """Byte embedding + hash n-gram embeddings. Context: `dim` (the local encoder width)."""
+
+    @dataclass
+    class Config:
+        ngram_sizes: list[int] = field(default_factory=lambda: [3, 4, 5, 6, 7, 8])
+        hash_vocab: int = 500002
+        hash_functions: int = 1
+
+        def __post_init__(self):
+            if any(n < 1 for n in self.ngram_sizes):
+                raise ValueError(f"ngram_sizes must be >= 1, got {self.ngram_sizes}")
+            if self.hash_vocab < 1:
+                raise ValueError(f"hash_vocab must be >= 1, got {self.hash_vocab}")
+            if self.hash_functions < 0:
+                raise ValueError(f"hash_functions must be >= 0, got {self.hash_functions}")
+
+    def __init__(self, cfg: Config, dim: int, **context):
+        super().__init__()
+        self.cfg = cfg
+        self.dim = dim
+        self.byte_table = nn.Embedding(VOCAB_SIZE, dim)
+        n_tables = cfg.hash_functions * len(cfg.ngram_sizes)
+        self.hash_table = nn.Embedding(n_tables * cfg.hash_vocab, dim) if n_tables else None
+
+    def hash_ids(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """Row indices into `hash_table`, one [B, T] tensor per (function, n) slice."""
+        out = []
+        for f in range(self.cfg.hash_functions):
+            prime = HASH_PRIMES[f % len(HASH_PRIMES)]
+            for n in self.cfg.ngram_sizes:
+                out.append(ngram_hash(ids, n, prime, self.cfg.hash_vocab) + len(out) * self.cfg.hash_vocab)
+        return out
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.byte_table(ids)
+        if self.hash_table is not None:
+            # Hash ids are integer bookkeeping: no gradient, and cheap to recompute.
+            with torch.no_grad():
+                rows = self.hash_ids(ids)
+            for r in rows:
+                h = h + self.hash_table(r)
+        return h
+
+    def init_weights(self) -> None:
+        init_embedding(self.byte_table)
+        if self.hash_table is not None:
+            init_embedding(self.hash_table)

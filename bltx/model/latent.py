@@ -1,0 +1,53 @@
+"""Latent backbone: a causal transformer over patch states (Llama-style, GQA).
+
+Interface every latent must offer (so the BLT assembly can swap it by name):
+    module.dim                 width of its input and output
+    module(x [B, P, dim]) -> [B, P, dim]   causal over P
+It is built with context `backend` (attention backend); accept **context to ignore it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bltx.model.norm import RMSNorm
+from bltx.model.transformer import TransformerDims, make_layers, rope_for
+from bltx.registry import register
+
+
+@register("latent", "transformer")
+class LatentTransformer(nn.Module):
+    """Causal transformer over patches. HF's global transformer has no final norm (the
+    decoder normalises later); `final_norm = true` adds one."""
+
+    @dataclass
+    class Config(TransformerDims):
+        dim: int = 2048
+        n_layers: int = 25
+        n_heads: int = 16
+        final_norm: bool = False
+
+    def __init__(self, cfg: Config, backend, **context):
+        super().__init__()
+        self.cfg = cfg
+        self.dim = cfg.dim
+        self.backend = backend
+        self.layers = make_layers(cfg)
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps) if cfg.final_norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        P = x.shape[1]
+        rope = rope_for(self.cfg, P, x.device)
+        mask = self.backend.causal_mask(P, None, x.device)
+        for layer in self.layers.values():
+            x = layer(x, mask, rope, self.backend)
+        return self.norm(x) if self.norm is not None else x
+
+    def init_weights(self) -> None:
+        for layer in self.layers.values():
+            layer.init_weights()
+        if self.norm is not None:
+            self.norm.init_weights()

@@ -1,0 +1,83 @@
+"""Pre-norm transformer block and the shared size fields of every transformer component."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bltx.model.attention import SelfAttention
+from bltx.model.mlp import FeedForward, default_ffn_dim
+from bltx.model.norm import RMSNorm
+from bltx.model.rope import rope_cos_sin
+
+
+@dataclass
+class TransformerDims:
+    """Sizes shared by the byte/patch transformers (encoder, latent, decoder, entropy model).
+
+    n_kv_heads None -> n_heads (no GQA); ffn_dim None -> int(8 * dim / 3).
+    """
+
+    dim: int = 1024
+    n_layers: int = 1
+    n_heads: int = 16
+    n_kv_heads: int | None = None
+    ffn_dim: int | None = None
+    norm_eps: float = 1e-5
+    rope_theta: float = 500000.0
+
+    def __post_init__(self):
+        for name in ("dim", "n_layers", "n_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
+        if self.n_kv_heads is not None and (self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads):
+            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
+        if (self.dim // self.n_heads) % 2:
+            raise ValueError(f"head dim dim/n_heads = {self.dim // self.n_heads} must be even for RoPE")
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.ffn_dim or default_ffn_dim(self.dim)
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+
+class Block(nn.Module):
+    """x + attn(norm(x)); then x + ffn(norm(x))."""
+
+    def __init__(self, dims: TransformerDims):
+        super().__init__()
+        self.attention_norm = RMSNorm(dims.dim, dims.norm_eps)
+        self.attention = SelfAttention(dims.dim, dims.n_heads, dims.kv_heads)
+        self.ffn_norm = RMSNorm(dims.dim, dims.norm_eps)
+        self.feed_forward = FeedForward(dims.dim, dims.hidden_dim)
+
+    def forward(self, x, mask, rope, backend) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), mask, rope, backend)
+        return x + self.feed_forward(self.ffn_norm(x))
+
+    def init_weights(self) -> None:
+        self.attention_norm.init_weights()
+        self.attention.init_weights()
+        self.ffn_norm.init_weights()
+        self.feed_forward.init_weights()
+
+
+def make_layers(dims: TransformerDims) -> nn.ModuleDict:
+    # ModuleDict keyed "0", "1", ...: parameter names stay stable when layers are wrapped
+    # or pruned (torchtitan convention).
+    return nn.ModuleDict({str(i): Block(dims) for i in range(dims.n_layers)})
+
+
+def rope_for(dims: TransformerDims, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    return rope_cos_sin(length, dims.head_dim, dims.rope_theta, device)

@@ -1,0 +1,166 @@
+"""BLT model: building, patching API, causality, gradients, meta init, config errors."""
+
+import pytest
+import torch
+
+from bltx.errors import ConfigError
+from bltx.model.blt import BLT
+from bltx.model.debug import tiny_table
+from bltx.registry import build
+
+
+def make(**overrides):
+    torch.manual_seed(0)
+    return build("model", tiny_table(**overrides), where="model")
+
+
+def rand_ids(B=2, T=24, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, 260, (B, T), generator=g)
+    ids[:, 0] = 1  # BOS
+    return ids
+
+
+def test_forward_shapes_and_counts():
+    model = make()
+    ids = rand_ids()
+    logits = model(ids)
+    assert logits.shape == (2, 24, 260)
+    assert torch.isfinite(logits).all()
+    counts = model.num_params()
+    assert set(counts) == {"patcher", "byte_embedder", "encoder", "latent", "decoder", "total"}
+    assert counts["total"] == sum(p.numel() for p in model.parameters())
+    trainable = model.num_params(trainable_only=True)
+    assert trainable["patcher"] == 0 and trainable["latent"] == counts["latent"]
+
+
+def test_patch_api_matches_forward():
+    model = make()
+    ids = rand_ids()
+    starts = model.patch(ids)
+    assert starts.shape == ids.shape and starts.dtype == torch.bool
+    assert starts[:, :2].all()  # entropy patching: BOS and the first byte open patches
+    assert 1 < starts.sum() < starts.numel()  # the tiny threshold gives mixed patches
+    full = model.patch(ids, include_next=True)
+    assert torch.equal(full[:, :-1], starts)
+    torch.testing.assert_close(model(ids), model(ids, starts=full), rtol=0, atol=0)
+    # Precomputed entropies give the same result as realtime patching.
+    ent = model.patcher.entropies(ids)
+    torch.testing.assert_close(model(ids, entropies=ent), model(ids), rtol=0, atol=0)
+    # patch_lengths and starts describe the same patching.
+    from bltx.patching.base import starts_to_lengths
+
+    lengths = starts_to_lengths(starts)
+    torch.testing.assert_close(model(ids, patch_lengths=lengths), model(ids, starts=starts), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("patcher", ["entropy", "static", "space"])
+def test_end_to_end_causality(patcher):
+    if patcher == "static":
+        model = make(patcher={"type": "static", "stride": 3})
+    elif patcher == "space":
+        model = make(patcher={"type": "space"})
+    else:
+        model = make()
+    model.eval()
+    ids = rand_ids(B=1, T=20)
+    if patcher == "space":
+        ids[0, ::3] = ord(" ") + 4
+    base = model(ids)
+    for t in (0, 5, 11, 18):
+        changed = ids.clone()
+        changed[:, t + 1:] = torch.randint(4, 260, changed[:, t + 1:].shape)
+        out = model(changed)
+        torch.testing.assert_close(out[:, : t + 1], base[:, : t + 1], rtol=0, atol=1e-6)
+
+
+def test_every_trainable_parameter_gets_gradient():
+    model = make(
+        encoder={"type": "local", "dim": 32, "n_layers": 2, "n_heads": 2, "cross_attn_k": 3,
+                 "cross_attn_all_layers": True, "window": 4},
+    )
+    model.train()
+    ids = rand_ids()
+    loss = torch.nn.functional.cross_entropy(model(ids).flatten(0, 1), ids.flatten())
+    loss.backward()
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and not any(n.startswith("patcher.") for n in trainable)
+    missing = [n for n, p in trainable.items() if p.grad is None or not torch.any(p.grad != 0)]
+    assert missing == []
+    assert all(p.grad is None for n, p in model.named_parameters() if n.startswith("patcher."))
+    assert not model.patcher.training  # frozen patcher stays in eval mode
+
+
+def test_meta_build_then_init_weights():
+    with torch.device("meta"):
+        model = build("model", tiny_table(), where="model")
+    assert all(p.is_meta for p in model.parameters())
+    model.to_empty(device="cpu")
+    torch.manual_seed(0)
+    model.init_weights()
+    for name, p in model.named_parameters():
+        assert torch.isfinite(p).all(), name
+        if name.endswith("norm.weight"):
+            assert torch.all(p == 1), name
+        else:
+            assert p.std() > 0, name
+    assert torch.isfinite(model(rand_ids())).all()
+
+
+def test_static_max_patches_pads_and_errors():
+    model = make(max_patches=10, patcher={"type": "static", "stride": 4})
+    ids = rand_ids(T=24)
+    wide = make(max_patches=None, patcher={"type": "static", "stride": 4})
+    wide.load_state_dict(model.state_dict())
+    # Padding patches never reach real bytes: P=10 and P=T give the same logits.
+    torch.testing.assert_close(model(ids), wide(ids), rtol=0, atol=1e-5)
+    small = make(max_patches=4, patcher={"type": "static", "stride": 4})
+    with pytest.raises(ConfigError, match="max_patches"):
+        small(ids)
+
+
+def test_sdpa_window_mask_matches_reference():
+    from bltx.model.attention import SdpaBackend
+
+    backend = SdpaBackend()
+    m = backend.causal_mask(7, 3, "cpu").mask
+    ref = torch.tensor([[0 <= i - j < 3 for j in range(7)] for i in range(7)])
+    assert torch.equal(m, ref)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_flex_backend_forward_matches_sdpa():
+    pytest.importorskip("torch.nn.attention.flex_attention")
+    model = make(attention="sdpa")
+    flex = make(attention="flex")
+    flex.load_state_dict(model.state_dict())
+    ids = rand_ids()
+    with torch.no_grad():  # FlexAttention has no CPU backward
+        out = flex(ids)
+        ref = model(ids)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "table, match",
+    [
+        ({"decoder": {"type": "local", "dim": 64, "n_heads": 2}}, "decoder.dim .64. must equal encoder.dim .32."),
+        ({"attention": "flash9"}, "unknown attention backend 'flash9'"),
+        ({"latent": {"type": "mamba"}}, "unknown latent 'mamba'"),
+        ({"encoder": {"type": "local", "dim": 30, "n_heads": 4}}, "divisible by n_heads"),
+        ({"encoder": {"type": "local", "dimm": 32}}, "unknown key 'model.encoder.dimm'"),
+        ({"patcher": {"type": "entropy", "rule": "monotonic"}}, "needs relative_threshold"),
+        ({"max_patches": 0}, "max_patches must be >= 1"),
+    ],
+)
+def test_bad_config_is_one_line_config_error(table, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        build("model", tiny_table(**table), where="model")
+    assert "\n" not in str(info.value)
+
+
+def test_default_tables_validate():
+    from bltx.registry import validate
+
+    cfg = validate("model", {"type": "blt"}, "model")
+    assert isinstance(cfg, BLT.Config)
