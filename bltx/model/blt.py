@@ -145,6 +145,10 @@ class BLT(nn.Module):
         starts_ext = self._starts(ids, starts, patch_lengths, entropies)
         if not torch.compiler.is_compiling():
             check_max_patches(starts_ext[:, :T], P)
+            # Eager: size the patch axis to the batch's real patch count. Padding patches are
+            # never read, so results are identical, and the latent skips up to T - P dead
+            # positions. Compiled graphs keep the static P (no data-dependent shapes).
+            P = int(starts_ext[:, :T].sum(dim=-1).max())
         patch_ids = starts_to_patch_ids(starts_ext[:, :T])
         if self.decoder_lookahead:
             dec_patch_ids = starts_ext.long().cumsum(-1)[:, 1:] - 2

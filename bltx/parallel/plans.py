@@ -1,0 +1,110 @@
+"""Per-model parallel plans: what the scaling layer must know about a model's structure.
+
+The parallel code never guesses module roles from a model's forward. A model says it by a
+`ParallelPlan`: which submodules are the repeated "blocks" (the units of FSDP sharding,
+activation checkpointing and per-block compile), which of those are Llama-style blocks
+that tensor parallelism may split, and which layers stay in high precision under float8.
+
+A plan is found, in order, from:
+  1. `model.parallel_plan()` if the model class defines it (plugins own their plan);
+  2. a planner registered with `@register_plan(ModelClass)` (kept beside, not inside, the
+     model: see bltx/parallel/blt_plan.py);
+  3. the default: every child of a ModuleDict/ModuleList named `layers` is a block, and
+     blocks with attention.{wq,wk,wv,wo} + feed_forward.{w1,w2,w3} are tensor-parallel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+ATTENTION_LINEARS = ("wq", "wk", "wv", "wo")
+FFN_LINEARS = ("w1", "w2", "w3")
+
+
+@dataclass
+class ParallelPlan:
+    """What `parallelize` needs to know about one model.
+
+    blocks: fully-qualified names of the repeated blocks, in forward order.
+    tp_blocks: the blocks to tensor-parallelize; each must be Llama-style (see
+        `is_llama_block`). Empty: the model does not support tp > 1.
+    sequence_parallel: blocks receive and return activations sharded on the sequence dim
+        (torchtitan's SP); then `tp_root` must shard/unshard at the model's boundaries.
+    tp_root: `fn(model, tp_mesh, float8_tensorwise)` parallelizing non-block modules
+        (embedding, final norm, output head) when sequence_parallel is on.
+    fsdp_units: extra FSDP shard groups that are not blocks (no AC or compile), e.g. big
+        embedding tables, so they are gathered only around their own forward instead of
+        staying gathered with the root for the whole step.
+    replicated: modules FSDP leaves whole on every rank (its `ignored_params`): frozen
+        helpers that code calls outside the root forward, like BLT's entropy patcher
+        (`model.patch(ids)`); sharded, they would hold only shards outside forward.
+    float8_skip: fqn prefixes kept in high precision (output heads, frozen models).
+    float8_min_dim: linears with in or out features below this stay high precision; tiny
+        GEMMs lose more to the scaling overhead than they gain.
+    """
+
+    blocks: list[str]
+    tp_blocks: list[str] = field(default_factory=list)
+    sequence_parallel: bool = False
+    tp_root: Callable | None = None
+    fsdp_units: list[str] = field(default_factory=list)
+    replicated: list[str] = field(default_factory=list)
+    float8_skip: list[str] = field(default_factory=list)
+    float8_min_dim: int = 16
+
+
+_PLANNERS: dict[type, Callable[[nn.Module], ParallelPlan]] = {}
+
+
+def register_plan(model_cls: type):
+    """Decorator: `@register_plan(MyModel) def plan(model) -> ParallelPlan`."""
+
+    def deco(fn):
+        _PLANNERS[model_cls] = fn
+        return fn
+
+    return deco
+
+
+def is_llama_block(block: nn.Module) -> bool:
+    attn = getattr(block, "attention", None)
+    ffn = getattr(block, "feed_forward", None)
+    return (
+        attn is not None
+        and ffn is not None
+        and all(isinstance(getattr(attn, n, None), nn.Linear) for n in ATTENTION_LINEARS)
+        and all(isinstance(getattr(ffn, n, None), nn.Linear) for n in FFN_LINEARS)
+        and hasattr(attn, "n_heads")
+    )
+
+
+def layer_blocks(model: nn.Module, prefix: str = "") -> list[str]:
+    """fqns of the children of every ModuleDict/ModuleList named `layers` under `model`."""
+    out = []
+    for name, module in model.named_modules(prefix=prefix.rstrip(".")):
+        if name.split(".")[-1] == "layers" and isinstance(module, (nn.ModuleDict, nn.ModuleList)):
+            out.extend(f"{name}.{child}" if name else child for child, _ in module.named_children())
+    return out
+
+
+def default_plan(model: nn.Module) -> ParallelPlan:
+    blocks = layer_blocks(model)
+    tp = [b for b in blocks if is_llama_block(model.get_submodule(b))]
+    return ParallelPlan(blocks=blocks, tp_blocks=tp, float8_skip=["output"])
+
+
+def plan_for(model: nn.Module) -> ParallelPlan:
+    """The model's ParallelPlan (see module docstring for the lookup order)."""
+    own = getattr(model, "parallel_plan", None)
+    if callable(own):
+        return own()
+    # Import the built-in planners lazily: they import model code.
+    from bltx.parallel import blt_plan as _blt_plan  # noqa: F401
+
+    for cls in type(model).__mro__:
+        if cls in _PLANNERS:
+            return _PLANNERS[cls](model)
+    return default_plan(model)
