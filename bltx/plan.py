@@ -1,13 +1,21 @@
 """`--dry-run`: build the recipe's model on the meta device and print what it would run.
 
-No memory is allocated for weights, so the 8B recipe plans on a laptop.
+Parameters per component, FLOPs per byte (forward and training), the parallel plan and the
+memory per rank for the recipe's layout. No memory is allocated for weights, so the 8B
+recipe plans on a laptop.
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from bltx.sections import Recipe
+
+# Mean patch length assumed for FLOPs when the patcher does not fix it (entropy patching):
+# the paper's BLT runs average about 4.5 bytes per patch. Measure yours with the eval task.
+ASSUMED_ENTROPY_PATCH_LENGTH = 4.5
 
 
 def count_params(module: torch.nn.Module) -> tuple[int, int]:
@@ -20,23 +28,68 @@ def count_params(module: torch.nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
-def plan_table(recipe: Recipe) -> list[tuple[str, int, int]]:
+def build_meta_model(recipe: Recipe) -> torch.nn.Module:
     import bltx
 
     with torch.device("meta"):
-        model = bltx.build_model(recipe)
+        return bltx.build_model(recipe)
+
+
+def plan_table(recipe: Recipe, model: torch.nn.Module | None = None) -> list[tuple[str, int, int]]:
+    model = model if model is not None else build_meta_model(recipe)
     rows = [(name, *count_params(child)) for name, child in model.named_children()]
     rows.append(("total", *count_params(model)))
     return rows
 
 
-def print_plan(recipe: Recipe) -> None:
-    rows = plan_table(recipe)
+def nominal_patch_length(recipe: Recipe) -> tuple[float, str]:
+    patcher = recipe.model.get("patcher", {}) if isinstance(recipe.model, dict) else {}
+    kind = patcher.get("type") if isinstance(patcher, dict) else patcher
+    if kind == "byte":
+        return 1.0, "byte patching"
+    if kind == "static":
+        stride = float(patcher.get("stride", 4))
+        return stride, "static stride"
+    return ASSUMED_ENTROPY_PATCH_LENGTH, "assumed; measure it with the eval task"
+
+
+def flops_lines(recipe: Recipe, model: torch.nn.Module) -> list[str]:
+    from bltx.errors import BltxError
+    from bltx.eval.flops import flops_per_byte
+
+    L, why = nominal_patch_length(recipe)
+    try:
+        fwd = flops_per_byte(model, L, recipe.data.seq_len)
+        train = flops_per_byte(model, L, recipe.data.seq_len, training=True)
+    except (BltxError, AttributeError, TypeError):
+        return ["FLOPs per byte: not available for this model"]
+    lines = [f"FLOPs per byte at mean patch length {L:g} ({why}), seq_len {recipe.data.seq_len}:"]
+    lines.append(f"  {'component':<22}{'forward':>14}{'training':>14}")
+    for key in fwd:
+        lines.append(f"  {key:<22}{fwd[key]:>14.4g}{train.get(key, float('nan')):>14.4g}")
+    return lines
+
+
+def print_plan(recipe: Recipe, world_size: int = 0) -> None:
+    from bltx.parallel.memory import dry_run_lines
+
+    model = build_meta_model(recipe)
     print(f"recipe: {recipe.source or '(in code)'}  task: {recipe.job.task}")
     print(f"{'component':<24}{'params':>16}{'trainable':>16}")
-    for name, total, trainable in rows:
+    for name, total, trainable in plan_table(recipe, model):
         print(f"{name:<24}{total:>16,}{trainable:>16,}")
     print(
         f"data: seq_len={recipe.data.seq_len} batch_size={recipe.data.batch_size} "
         f"steps={recipe.training.steps} dtype={recipe.training.dtype}"
     )
+    for line in flops_lines(recipe, model):
+        print(line)
+    world_size = world_size or int(os.environ.get("WORLD_SIZE", "0")) or minimum_world_size(recipe)
+    for line in dry_run_lines(model, recipe, world_size):
+        print(line)
+
+
+def minimum_world_size(recipe: Recipe) -> int:
+    """The fewest ranks the recipe's fixed degrees need (dp_shard = -1 counts as 1)."""
+    p = recipe.parallelism
+    return max(1, p.dp_replicate) * max(1, p.dp_shard) * max(1, p.tp)

@@ -33,6 +33,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="build the model on the meta device and print the plan; run nothing",
     )
     parser.add_argument(
+        "--world-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --dry-run: plan for N ranks (default: $WORLD_SIZE, else the fewest the "
+        "recipe's parallel degrees need)",
+    )
+    parser.add_argument(
         "--print-config", action="store_true", help="print the merged recipe as TOML and exit"
     )
     return parser.parse_args(argv)
@@ -58,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from bltx.plan import print_plan
 
-        print_plan(recipe)
+        print_plan(recipe, world_size=args.world_size)
         return 0
     task = get_registry("task").get(recipe.job.task, where="job.task")
     result = task(recipe)
