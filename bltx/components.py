@@ -8,6 +8,26 @@ import importlib
 
 BUILTIN_MODULES = (
     "bltx.patching.simple",
+    "bltx.model.attention",
+    "bltx.model.embedder",
+    "bltx.model.local_encoder",
+    "bltx.model.latent",
+    "bltx.model.local_decoder",
+    "bltx.model.entropy_model",
+    "bltx.patching.entropy",
+    "bltx.model.blt",
+    "bltx.model.entropy_lm",
+    "bltx.train.optim",
+    "bltx.train.schedule",
+    "bltx.train.task",
+    "bltx.train.entropy_tasks",
+    "bltx.eval.task",
+    "bltx.infer.task",
+    "bltx.model.recurrent_latent",
+    "bltx.model.baselines",
+    "bltx.interop.llama",
+    "bltx.patching.bpe",
+    "bltx.eval.research_tasks",
 )
 
 for _module in BUILTIN_MODULES:

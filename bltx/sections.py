@@ -134,6 +134,28 @@ class GenerateConfig:
 
 
 @dataclass
+class CalibrateConfig:
+    """The `calibrate` task (entropy workflow step 2): pick the entropy threshold that gives
+    `target_patch_length` bytes per patch on the validation split, using the entropy model
+    of `checkpoint.load_path` (or the newest checkpoint in job.dump_dir)."""
+
+    target_patch_length: float = 4.5
+    rule: Literal["global", "monotonic"] = "global"
+    max_patch_length: int | None = None
+    batches: int = 16  # validation batches the mean patch length is measured on
+    # The recipe fragment written (a [model.patcher] table that recipes include).
+    output: str = "toml_configs/patcher/calibrated.toml"
+    # Where the entropy model's weights are exported for the patcher (a .pt state dict);
+    # "" -> <job.dump_dir>/entropy_model.pt. weights_dtype "bfloat16" halves the file.
+    weights_out: str = ""
+    weights_dtype: Literal["float32", "bfloat16"] = "float32"
+
+    def __post_init__(self):
+        if self.target_patch_length < 1.0:
+            raise ValueError(f"calibrate.target_patch_length must be >= 1, got {self.target_patch_length}")
+
+
+@dataclass
 class Recipe:
     """A whole recipe after includes and overrides are merged and every value is checked."""
 
@@ -153,6 +175,7 @@ class Recipe:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
     # Absolute path of the recipe file it came from ("" when built in code); relative data
     # and checkpoint paths resolve against its folder. Not a TOML key.
     source: str = field(default="", init=False, repr=False)

@@ -1,0 +1,124 @@
+"""Bits per byte (bpb) and patch statistics of a model over batches of byte windows.
+
+bpb = (sum of next-id negative log-likelihoods, in bits) / (number of predicted real bytes).
+Special targets (EOS, BOS) add their cost to the numerator but are not counted as bytes, so
+bpb is the cost of the text itself, comparable across patchers and tokenizer-free models.
+
+`model_forward` is the one place that knows how to call a model: models with a `patch`
+method (BLT) are patched first so the caller can count patches, then run with those starts;
+any other model (e.g. the entropy LM) is just called on the ids.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+
+from bltx.bytes import OFFSET
+
+
+def autocast_context(device: torch.device, dtype: str):
+    """bf16 autocast on CPU or GPU when `dtype` is bfloat16; nothing for float32."""
+    if dtype == "bfloat16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def model_forward(
+    model: torch.nn.Module, ids: torch.Tensor, entropies: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(logits [B, T, V], starts [B, T] bool or None when the model does not patch).
+
+    Patching once here and passing the starts in gives the same logits as `model(ids)`
+    (the patcher in the loop) while letting the caller count patches. Models whose `patch`
+    takes `include_next` get the extra column the decoder's lookahead rule needs.
+    """
+    patch = getattr(model, "patch", None)
+    if patch is None:
+        return model(ids), None
+    kwargs = {} if entropies is None else {"entropies": entropies}
+    if _takes_include_next(patch):
+        kwargs["include_next"] = True
+    with torch.no_grad():  # boundaries are discrete: nothing to differentiate
+        starts = patch(ids, **kwargs)
+    return model(ids, starts=starts), starts[:, : ids.shape[1]]
+
+
+def _takes_include_next(fn) -> bool:
+    try:
+        return "include_next" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def next_byte_nll(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy in nats, computed in float32 whatever the logits' dtype."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction=reduction)
+
+
+@dataclass
+class BpbResult:
+    """Totals of an evaluation; `bpb`, `loss` and `mean_patch_length` derive from them."""
+
+    nll_nats: float
+    targets: int
+    bytes: int
+    patches: int  # 0 when the model does not patch
+
+    @property
+    def bpb(self) -> float:
+        return self.nll_nats / math.log(2) / max(1, self.bytes)
+
+    @property
+    def loss(self) -> float:
+        return self.nll_nats / max(1, self.targets)
+
+    @property
+    def mean_patch_length(self) -> float:
+        return self.targets / self.patches if self.patches else float("nan")
+
+    def scalars(self) -> dict[str, float]:
+        out = {"loss": self.loss, "bpb": self.bpb}
+        if self.patches:
+            out["mean_patch_length"] = self.mean_patch_length
+        return out
+
+
+@torch.no_grad()
+def evaluate_bpb(
+    model: torch.nn.Module,
+    batches: Iterable[dict[str, torch.Tensor]],
+    device: torch.device,
+    dtype: str = "float32",
+    reduce_sum: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
+) -> BpbResult:
+    """bpb of `model` over `batches` ({"ids", "targets", optional "entropies"}).
+
+    `reduce_sum` sums a tensor over data-parallel ranks (identity on one process), so each
+    rank may evaluate its own share of the batches.
+    """
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=device)  # nll, targets, bytes, patches
+    try:
+        for batch in batches:
+            ids = batch["ids"].to(device)
+            targets = batch["targets"].to(device)
+            ent = batch.get("entropies")
+            with autocast_context(device, dtype):
+                logits, starts = model_forward(model, ids, None if ent is None else ent.to(device))
+            totals[0] += next_byte_nll(logits, targets, reduction="sum").double()
+            totals[1] += targets.numel()
+            totals[2] += (targets >= OFFSET).sum()
+            if starts is not None:
+                totals[3] += starts.sum()
+    finally:
+        model.train(was_training)
+    nll, n_targets, n_bytes, n_patches = reduce_sum(totals).tolist()
+    return BpbResult(nll, int(n_targets), int(n_bytes), int(n_patches))

@@ -1,0 +1,340 @@
+"""Checkpoints with torch.distributed.checkpoint (DCP): crash-safe, resumable, reshardable.
+
+Layout under the run's dump folder:
+
+    checkpoints/
+      step_00000200/           one complete checkpoint
+        .metadata, *.distcp    DCP: model, optimizer, trainer state (step, scheduler, sampler)
+        rng_rank{r}.pt         each rank's RNG states (rank-local, so not in DCP)
+        recipe.toml            the merged recipe that produced it
+        COMPLETE               written last: a folder without it is never loaded
+      .tmp_step_00000300/      a save in progress (or one a crash interrupted)
+
+A save writes everything into a `.tmp_*` folder, writes the `COMPLETE` marker, then renames
+the folder into place (atomic on one filesystem). A crash at any moment leaves the previous
+checkpoints untouched and at worst a stray `.tmp_*` folder, which the next save removes.
+Only the newest `keep_latest` complete checkpoints are kept.
+
+`load_model_state(path)` gives the full, unsharded model state dict of a checkpoint for code
+that only wants weights (the entropy patcher, eval, export); it also reads plain `.pt`
+state dicts (the bundled entropy model is one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from bltx.errors import CheckpointError
+
+MARKER = "COMPLETE"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+@contextmanager
+def _quiet_dcp():
+    # DCP warns on every call that it assumes a single process when no process group exists;
+    # that is exactly our single-process case, so the warning is noise.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.distributed.*")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        yield
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def complete_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every complete checkpoint in `folder`, oldest first."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for child in folder.iterdir():
+        m = _STEP_DIR.match(child.name)
+        if m and (child / MARKER).is_file():
+            found.append((int(m.group(1)), child))
+    return sorted(found)
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint folder, a `checkpoints/` folder or a run's dump folder -> the newest
+    complete checkpoint in it. CheckpointError when there is none."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint path {p} does not exist")
+    if (p / ".metadata").is_file() or _STEP_DIR.match(p.name):
+        if not (p / MARKER).is_file():
+            raise CheckpointError(
+                f"checkpoint {p} is incomplete (no {MARKER} marker: its save was interrupted); "
+                f"use an earlier checkpoint"
+            )
+        return p
+    for folder in (p / "checkpoints", p):
+        found = complete_checkpoints(folder)
+        if found:
+            return found[-1][1]
+    raise CheckpointError(f"no complete checkpoint under {p}")
+
+
+def latest_checkpoint(dump_dir: Path) -> Path | None:
+    found = complete_checkpoints(dump_dir / "checkpoints")
+    return found[-1][1] if found else None
+
+
+def saved_tensor_shapes(ckpt: Path, prefix: str = "model.") -> dict[str, tuple[torch.Size, torch.dtype]]:
+    """Key (without `prefix`) -> (shape, dtype) of each tensor saved under `prefix`."""
+    try:
+        meta = dcp.FileSystemReader(str(ckpt)).read_metadata()
+    except Exception as exc:  # corrupt or foreign folder: say so in one line
+        raise CheckpointError(f"cannot read checkpoint metadata in {ckpt}: {exc}") from None
+    out = {}
+    for key, item in meta.state_dict_metadata.items():
+        if key.startswith(prefix) and isinstance(item, TensorStorageMetadata):
+            out[key[len(prefix):]] = (item.size, item.properties.dtype)
+    return out
+
+
+def check_compatible(ckpt: Path, model_state: dict[str, torch.Tensor]) -> None:
+    """CheckpointError (one line) unless the checkpoint holds exactly this model's tensors."""
+    saved = saved_tensor_shapes(ckpt)
+    missing = [k for k in model_state if k not in saved]
+    unexpected = [k for k in saved if k not in model_state]
+    wrong = [
+        (k, tuple(saved[k][0]), tuple(v.shape)) for k, v in model_state.items()
+        if k in saved and tuple(saved[k][0]) != tuple(v.shape)
+    ]
+    if not (missing or unexpected or wrong):
+        return
+    details = []
+    if wrong:
+        k, s, m = wrong[0]
+        details.append(f"{len(wrong)} shape mismatches (e.g. '{k}' saved {list(s)}, model {list(m)})")
+    if missing:
+        details.append(f"{len(missing)} tensors missing (e.g. '{missing[0]}')")
+    if unexpected:
+        details.append(f"{len(unexpected)} unexpected tensors (e.g. '{unexpected[0]}')")
+    raise CheckpointError(
+        f"checkpoint {ckpt} is from another model: {'; '.join(details)}; "
+        f"load it with the model settings it was saved with (see its recipe.toml)"
+    )
+
+
+def capture_rng() -> dict:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class CheckpointManager:
+    """Saves and loads training checkpoints in `dump_dir/checkpoints` (see module docstring)."""
+
+    def __init__(self, dump_dir: Path, keep_latest: int = 2, rank: int = 0, barrier=lambda: None):
+        self.folder = Path(dump_dir) / "checkpoints"
+        self.keep_latest = max(1, keep_latest)
+        self.rank = rank
+        self.barrier = barrier
+
+    def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+             trainer_state: dict, recipe_toml: str = "") -> Path:
+        final = self.folder / step_dir_name(step)
+        tmp = self.folder / f".tmp_{final.name}"
+        if self.rank == 0:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+        self.barrier()
+        state = {"model": get_model_state_dict(model), "trainer": trainer_state}
+        if optimizer is not None:
+            state["optimizer"] = get_optimizer_state_dict(model, optimizer)
+        with _quiet_dcp():
+            dcp.save(state, checkpoint_id=str(tmp))
+        torch.save(capture_rng(), tmp / f"rng_rank{self.rank}.pt")
+        self.barrier()
+        if self.rank == 0:
+            if recipe_toml:
+                (tmp / "recipe.toml").write_text(recipe_toml + "\n", encoding="utf-8")
+            meta = {"step": step, "time": time.time(), "has_optimizer": optimizer is not None}
+            (tmp / "meta.json").write_text(json.dumps(meta) + "\n")
+            _write_synced(tmp / MARKER, f"{step}\n")
+            self._install(tmp, final)
+            self._prune()
+        self.barrier()
+        return final
+
+    def _install(self, tmp: Path, final: Path) -> None:
+        # Re-saving a step that exists (a resumed run reaching it again): move the old one
+        # aside first, so there is never a moment with no complete copy of the step.
+        old = None
+        if final.exists():
+            old = final.with_name(f".old_{final.name}")
+            if old.exists():
+                shutil.rmtree(old)
+            final.rename(old)
+        tmp.rename(final)
+        _fsync_dir(self.folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _prune(self) -> None:
+        found = complete_checkpoints(self.folder)
+        for _, path in found[: -self.keep_latest]:
+            shutil.rmtree(path, ignore_errors=True)
+        # Leftovers of interrupted saves (none can be in progress: saves are sequential).
+        for child in self.folder.iterdir():
+            if child.name.startswith(".tmp_") or child.name.startswith(".old_"):
+                shutil.rmtree(child, ignore_errors=True)
+
+    def latest(self) -> Path | None:
+        found = complete_checkpoints(self.folder)
+        return found[-1][1] if found else None
+
+    def load(self, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+             trainer_state: dict) -> dict:
+        """Load `path` into model (+ optimizer) in place; returns the trainer state filled
+        from the checkpoint (`trainer_state` gives its structure)."""
+        path = find_checkpoint(path)
+        model_state = get_model_state_dict(model)
+        check_compatible(path, model_state)
+        state = {"model": model_state, "trainer": trainer_state}
+        if optimizer is not None:
+            meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").is_file() else {}
+            if not meta.get("has_optimizer", True):
+                raise CheckpointError(f"checkpoint {path} has no optimizer state; it cannot resume training")
+            state["optimizer"] = get_optimizer_state_dict(model, optimizer)
+        with _quiet_dcp():
+            try:
+                dcp.load(state, checkpoint_id=str(path))
+            except Exception as exc:
+                raise CheckpointError(f"cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        set_model_state_dict(model, state["model"])
+        if optimizer is not None:
+            set_optimizer_state_dict(model, optimizer, state["optimizer"])
+        rng = path / f"rng_rank{self.rank}.pt"
+        if rng.is_file():
+            restore_rng(torch.load(rng, weights_only=False))
+        return state["trainer"]
+
+
+def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The full (unsharded) model state dict of a checkpoint, as plain CPU tensors.
+
+    `path` is a checkpoint folder, a run's dump folder (its newest checkpoint), a `.pt`
+    file holding a state dict, or `bltx:NAME` for a file bundled in bltx/data/corpora.
+    """
+    text = str(path)
+    if text.startswith("bltx:"):
+        from bltx.data.sources import resolve_bundled
+
+        path = resolve_bundled(text[len("bltx:"):], suffix=".pt")
+    p = Path(path)
+    if p.is_file():
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"cannot read state dict file {p}: {str(exc).splitlines()[0]}") from None
+        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+            state = state["model"]
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{p} does not hold a state dict")
+        return state
+    ckpt = find_checkpoint(p)
+    shapes = saved_tensor_shapes(ckpt)
+    if not shapes:
+        raise CheckpointError(f"checkpoint {ckpt} holds no model tensors")
+    model = {k: torch.empty(size, dtype=dtype) for k, (size, dtype) in shapes.items()}
+    with _quiet_dcp():
+        dcp.load({"model": model}, checkpoint_id=str(ckpt))
+    return model
+
+
+def export_model_state(path: str | os.PathLike, out: str | os.PathLike, dtype: str = "") -> Path:
+    """Write a checkpoint's model weights as one plain `.pt` state dict (optionally cast,
+    e.g. to bfloat16 to halve a bundled file)."""
+    state = load_model_state(path)
+    if dtype:
+        cast = getattr(torch, dtype)
+        state = {k: v.to(cast) if v.is_floating_point() else v for k, v in state.items()}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, out)
+    return out
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bltx.train.checkpoint export CKPT OUT.pt [--dtype bfloat16]`."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m bltx.train.checkpoint")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("export", help="write a checkpoint's model weights as a .pt state dict")
+    ex.add_argument("checkpoint")
+    ex.add_argument("out")
+    ex.add_argument("--dtype", default="", help="cast floating tensors, e.g. bfloat16")
+    args = parser.parse_args(argv)
+    try:
+        out = export_model_state(args.checkpoint, args.out, args.dtype)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
