@@ -11,7 +11,7 @@ from bltx.bytes import EOS_ID, OFFSET, encode
 from bltx.infer import SamplingConfig, generate
 from bltx.infer.sampling import sample_next
 from bltx.patching import Patcher
-from bltx.registry import register
+from bltx.registry import get_registry, register
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -124,7 +124,6 @@ def test_sampling_rules():
         SamplingConfig(top_p=0.0)
 
 
-@register("patcher", "test_peeking")
 class PeekingPatcher(Patcher):
     """Starts a patch at the first non-space byte after a space: it must see byte t."""
 
@@ -143,7 +142,17 @@ class PeekingPatcher(Patcher):
         return prev & ~space
 
 
-def test_peeking_patcher_falls_back_to_recompute(capsys):
+@pytest.fixture
+def peeking_registered():
+    # Registered only for this test: the registry is global, and other tests check that
+    # every registered patcher is covered by their property tables.
+    registry = get_registry("patcher")
+    register("patcher", "test_peeking")(PeekingPatcher)
+    yield
+    registry._entries.pop("test_peeking", None)
+
+
+def test_peeking_patcher_falls_back_to_recompute(capsys, peeking_registered):
     model = tiny_model({"type": "test_peeking"})
     a = generate(model, ["a b c"], 20)
     b = generate(model, ["a b c"], 20)

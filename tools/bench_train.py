@@ -60,7 +60,8 @@ def model_table(shape: str, seq_len: int) -> dict:
     # The patcher runs once to make the patch lengths every row then shares; an entropy
     # checkpoint that is not there (e.g. the 1b recipe) leaves a random entropy model.
     patcher = dict(table.get("patcher", {}))
-    if patcher.get("checkpoint") and not (ROOT / patcher["checkpoint"]).exists():
+    ckpt = patcher.get("checkpoint") or ""
+    if ckpt and not ckpt.startswith("bltx:") and not (ROOT / ckpt).exists():
         patcher.pop("checkpoint")
     table["patcher"] = patcher
     table["max_patches"] = None

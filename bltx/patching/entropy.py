@@ -15,8 +15,9 @@ The entropy model is frozen (requires_grad False, always eval) and run without g
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -27,6 +28,7 @@ from bltx.model.attention import attention_backend, check_backend_name
 from bltx.patching.base import Patcher
 from bltx.registry import build, register
 from bltx.schema import component
+from bltx.weights import load_model_state
 
 
 def starts_from_entropies(
@@ -105,16 +107,16 @@ class EntropyPatcher(Patcher):
             self.load_checkpoint(self.cfg.checkpoint)
 
     def load_checkpoint(self, path: str) -> None:
-        """Load entropy model weights from `path` (see Config.checkpoint)."""
-        p = Path(path)
-        if not p.is_file():
-            raise CheckpointError(f"patcher.checkpoint: entropy model weights not found at {p}")
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-            raise CheckpointError(f"patcher.checkpoint: cannot read {p} as a torch state dict ({exc})") from None
-        if isinstance(state, dict) and isinstance(state.get("model"), dict):
-            state = state["model"]
+        """Load entropy model weights (see Config.checkpoint): a `.pt` state dict, a training
+        checkpoint folder or run folder of an `entropy_lm` model, or `bltx:NAME` for a file
+        bundled with bltx. Keys may carry an "entropy_model." or "patcher.entropy_model."
+        prefix (an entropy_lm run, a whole BLT)."""
+        if not str(path).startswith("bltx:") and not os.path.exists(path):
+            raise CheckpointError(
+                f"patcher.checkpoint: entropy model weights not found at {path} "
+                f"(relative paths start at the working folder; bundled files are bltx:NAME)"
+            )
+        state = load_model_state(path)
         for prefix in ("patcher.entropy_model.", "entropy_model."):
             if any(k.startswith(prefix) for k in state):
                 state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -122,6 +124,6 @@ class EntropyPatcher(Patcher):
         missing, unexpected = self.entropy_model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise CheckpointError(
-                f"patcher.checkpoint {p} does not fit the entropy model: "
+                f"patcher.checkpoint {path} does not fit the entropy model: "
                 f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
             )

@@ -25,20 +25,15 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import time
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
     set_model_state_dict,
@@ -46,74 +41,16 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from bltx.errors import CheckpointError
-
-MARKER = "COMPLETE"
-_STEP_DIR = re.compile(r"^step_(\d+)$")
-
-
-@contextmanager
-def _quiet_dcp():
-    # DCP warns on every call that it assumes a single process when no process group exists;
-    # that is exactly our single-process case, so the warning is noise.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.distributed.*")
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        yield
-
-
-def step_dir_name(step: int) -> str:
-    return f"step_{step:08d}"
-
-
-def complete_checkpoints(folder: Path) -> list[tuple[int, Path]]:
-    """(step, path) of every complete checkpoint in `folder`, oldest first."""
-    if not folder.is_dir():
-        return []
-    found = []
-    for child in folder.iterdir():
-        m = _STEP_DIR.match(child.name)
-        if m and (child / MARKER).is_file():
-            found.append((int(m.group(1)), child))
-    return sorted(found)
-
-
-def find_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint folder, a `checkpoints/` folder or a run's dump folder -> the newest
-    complete checkpoint in it. CheckpointError when there is none."""
-    p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"checkpoint path {p} does not exist")
-    if (p / ".metadata").is_file() or _STEP_DIR.match(p.name):
-        if not (p / MARKER).is_file():
-            raise CheckpointError(
-                f"checkpoint {p} is incomplete (no {MARKER} marker: its save was interrupted); "
-                f"use an earlier checkpoint"
-            )
-        return p
-    for folder in (p / "checkpoints", p):
-        found = complete_checkpoints(folder)
-        if found:
-            return found[-1][1]
-    raise CheckpointError(f"no complete checkpoint under {p}")
-
-
-def latest_checkpoint(dump_dir: Path) -> Path | None:
-    found = complete_checkpoints(dump_dir / "checkpoints")
-    return found[-1][1] if found else None
-
-
-def saved_tensor_shapes(ckpt: Path, prefix: str = "model.") -> dict[str, tuple[torch.Size, torch.dtype]]:
-    """Key (without `prefix`) -> (shape, dtype) of each tensor saved under `prefix`."""
-    try:
-        meta = dcp.FileSystemReader(str(ckpt)).read_metadata()
-    except Exception as exc:  # corrupt or foreign folder: say so in one line
-        raise CheckpointError(f"cannot read checkpoint metadata in {ckpt}: {exc}") from None
-    out = {}
-    for key, item in meta.state_dict_metadata.items():
-        if key.startswith(prefix) and isinstance(item, TensorStorageMetadata):
-            out[key[len(prefix):]] = (item.size, item.properties.dtype)
-    return out
-
+from bltx.weights import (  # noqa: F401  (re-exported: the trainer's checkpoint API)
+    MARKER,
+    complete_checkpoints,
+    find_checkpoint,
+    latest_checkpoint,
+    load_model_state,
+    quiet_dcp,
+    saved_tensor_shapes,
+    step_dir_name,
+)
 
 def check_compatible(ckpt: Path, model_state: dict[str, torch.Tensor]) -> None:
     """CheckpointError (one line) unless the checkpoint holds exactly this model's tensors."""
@@ -181,7 +118,7 @@ class CheckpointManager:
         state = {"model": get_model_state_dict(model), "trainer": trainer_state}
         if optimizer is not None:
             state["optimizer"] = get_optimizer_state_dict(model, optimizer)
-        with _quiet_dcp():
+        with quiet_dcp():
             dcp.save(state, checkpoint_id=str(tmp))
         torch.save(capture_rng(), tmp / f"rng_rank{self.rank}.pt")
         self.barrier()
@@ -236,7 +173,7 @@ class CheckpointManager:
             if not meta.get("has_optimizer", True):
                 raise CheckpointError(f"checkpoint {path} has no optimizer state; it cannot resume training")
             state["optimizer"] = get_optimizer_state_dict(model, optimizer)
-        with _quiet_dcp():
+        with quiet_dcp():
             try:
                 dcp.load(state, checkpoint_id=str(path))
             except Exception as exc:
@@ -248,38 +185,6 @@ class CheckpointManager:
         if rng.is_file():
             restore_rng(torch.load(rng, weights_only=False))
         return state["trainer"]
-
-
-def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The full (unsharded) model state dict of a checkpoint, as plain CPU tensors.
-
-    `path` is a checkpoint folder, a run's dump folder (its newest checkpoint), a `.pt`
-    file holding a state dict, or `bltx:NAME` for a file bundled in bltx/data/corpora.
-    """
-    text = str(path)
-    if text.startswith("bltx:"):
-        from bltx.data.sources import resolve_bundled
-
-        path = resolve_bundled(text[len("bltx:"):], suffix=".pt")
-    p = Path(path)
-    if p.is_file():
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"cannot read state dict file {p}: {str(exc).splitlines()[0]}") from None
-        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-            state = state["model"]
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{p} does not hold a state dict")
-        return state
-    ckpt = find_checkpoint(p)
-    shapes = saved_tensor_shapes(ckpt)
-    if not shapes:
-        raise CheckpointError(f"checkpoint {ckpt} holds no model tensors")
-    model = {k: torch.empty(size, dtype=dtype) for k, (size, dtype) in shapes.items()}
-    with _quiet_dcp():
-        dcp.load({"model": model}, checkpoint_id=str(ckpt))
-    return model
 
 
 def export_model_state(path: str | os.PathLike, out: str | os.PathLike, dtype: str = "") -> Path:
