@@ -66,3 +66,12 @@ def test_dry_run_8b_prints_plan():
     assert total == hf_param_count(RELEASED["8b"])
     assert "FLOPs per byte" in proc.stdout and "memory per rank" in proc.stdout
     assert "dp_shard=32 tp=2" in proc.stdout
+
+
+def test_8b_on_too_small_a_launch_says_what_it_needs():
+    proc = run_cli("recipes/8b.toml")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "needs a multiple of 2 processes" in proc.stderr and "torchrun" in proc.stderr
+    proc = run_cli("recipes/8b.toml", "--set", "parallelism.tp=1")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "GiB per rank" in proc.stderr and "--dry-run" in proc.stderr
