@@ -11,7 +11,8 @@ $(BIN)/.installed: pyproject.toml
 	# The CPU build of torch 2.13.0 comes from the local wheel cache; pin it first so no
 	# dependency pulls a newer CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	# torch pinned again so no extra's dependency can swap it for another build.
+	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,research,titan]'
 	touch $@
 
 setup: $(BIN)/.installed
