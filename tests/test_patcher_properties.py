@@ -33,6 +33,10 @@ PATCHERS = {
     "entropy_global": {"type": "entropy", "threshold": 5.55, "model": TINY_ENTROPY_MODEL},
     "entropy_monotonic": {"type": "entropy", "rule": "monotonic", "relative_threshold": 0.0, "model": TINY_ENTROPY_MODEL},
     "entropy_max4": {"type": "entropy", "threshold": 5.0, "max_patch_length": 4, "model": TINY_ENTROPY_MODEL},
+    # Causal BPE boundaries (bltx/patching/bpe.py): a small vocabulary trained on the bundled
+    # corpus (cached under ~/.cache/bltx/bpe after the first run).
+    "bpe": {"type": "bpe", "vocab_size": 300},
+    "bpe_max3": {"type": "bpe", "vocab_size": 300, "max_patch_length": 3},
 }
 
 _built: dict[str, torch.nn.Module] = {}

@@ -12,7 +12,7 @@ Pre-tokenization splits GPT-2 style (an optional leading space, then a run of le
 digits or other symbols; runs of whitespace), so tokens never cross word boundaries.
 
 The tokenizer is trained once on the first `fraction` of the concatenated files (default
-0.95: the trainer holds out the tail as validation) and cached as JSON under `cache_dir`,
+0.95: the trainer holds out the tail as validation) and cached as JSON under `cache_dir` (default ~/.cache/bltx/bpe),
 keyed by the files' contents and the settings, so later builds just load it.
 """
 
@@ -32,7 +32,7 @@ from bltx.data.sources import expand_paths
 
 FORMAT = "bltx-bpe-1"
 PRETOKENIZE = r" ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+"
-DEFAULT_CACHE = ".cache/bltx/bpe"
+DEFAULT_CACHE = "~/.cache/bltx/bpe"
 
 
 def _tokenizers():
@@ -128,7 +128,7 @@ def load_or_train(
     """The tokenizer for (files, vocab_size, fraction): loaded from `cache_dir` when a
     previous build trained it, else trained now and saved there."""
     data = corpus_bytes(paths, fraction, base)
-    path = Path(cache_dir) / f"bpe-{vocab_size}-{cache_key(data, vocab_size)}.json"
+    path = Path(cache_dir).expanduser() / f"bpe-{vocab_size}-{cache_key(data, vocab_size)}.json"
     if path.is_file():
         return load_tokenizer(path)
     vocab = train_bpe(data, vocab_size)

@@ -1,0 +1,241 @@
+"""Baselines for fair comparisons with BLT, trained by the same trainer from recipes:
+
+- `byte_transformer`: a Llama-style transformer over bytes (every byte a patch, no local
+  models): embedding of the 260 ids, causal transformer, norm, head.
+- `bpe_transformer`: the same transformer over BPE tokens, its tokenizer trained on the
+  recipe's data with `tokenizers` (see bltx/data/bpe.py).
+
+Both report bits per byte measured on bytes. The BPE model has no per-byte distribution,
+so it follows the usual convention (the BLT paper's too): bpb = (sum of token NLLs over a
+window) / (bytes in the window). To fit the trainer's contract (logits [B, T, 260], the
+loss is cross-entropy against the next byte), its forward returns *loss-carrying* logits:
+
+  - row t < T-1, whose target byte x_{t+1} lies in token u_j (of n_j bytes), puts
+    probability exp(-NLL(u_j) / n_j) on x_{t+1} (known from the input) and spreads the rest
+    evenly, so cross-entropy there is NLL(u_j) / n_j exactly, gradients included; the
+    rows of a token sum to its NLL;
+  - the last row (target x_T not in the input) is a real prediction: the next-token
+    distribution marginalised to its first byte.
+
+So the trainer's loss and `bltx.eval.bpb` give token-NLL bits per byte unchanged, but rows
+t < T-1 are not predictions: use only the last row to generate (as `bltx.infer.generate`
+does, one prompt at a time for this model). The window's tokens are those of x_1..x_{T-1}
+(x_0 is the context token); the last token may be cut by the window edge, which costs a
+little (a few hundredths of a bit per byte at T = 256) against an unbounded context.
+`patch(ids)` returns the token starts so the trainer logs bytes per token as the mean
+patch length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bltx.bytes import OFFSET, VOCAB_SIZE
+from bltx.data.bpe import DEFAULT_CACHE, BpeVocab, load_or_train, load_tokenizer, split_specials
+from bltx.model.attention import attention_backend, check_backend_name
+from bltx.model.init import init_embedding, init_linear
+from bltx.model.norm import RMSNorm
+from bltx.model.transformer import TransformerDims, make_layers, rope_for
+from bltx.registry import register
+
+
+class CausalLM(nn.Module):
+    """Embedding -> causal transformer -> norm -> head over `vocab` ids."""
+
+    def __init__(self, dims: TransformerDims, vocab: int, backend):
+        super().__init__()
+        self.dims = dims
+        self.backend = backend
+        self.tok_embeddings = nn.Embedding(vocab, dims.dim)
+        self.layers = make_layers(dims)
+        self.norm = RMSNorm(dims.dim, dims.norm_eps)
+        self.output = nn.Linear(dims.dim, vocab, bias=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        T = tokens.shape[1]
+        h = self.tok_embeddings(tokens)
+        rope = rope_for(self.dims, T, tokens.device)
+        mask = self.backend.causal_mask(T, None, tokens.device)
+        for layer in self.layers.values():
+            h = layer(h, mask, rope, self.backend)
+        return self.output(self.norm(h))
+
+    def init_weights(self) -> None:
+        init_embedding(self.tok_embeddings)
+        for layer in self.layers.values():
+            layer.init_weights()
+        self.norm.init_weights()
+        init_linear(self.output)
+
+    def flops_per_token(self, context: float, vocab: int) -> float:
+        """Forward FLOPs per token (bltx.eval.flops conventions) with `context` tokens."""
+        from bltx.eval.flops import _stack
+
+        return _stack(self.dims, context) + 2.0 * self.dims.dim * vocab
+
+
+@dataclass
+class LMDims(TransformerDims):
+    dim: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    attention: str = "sdpa"
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_backend_name(self.attention)
+
+
+def _dims_only(cfg: LMDims) -> TransformerDims:
+    return TransformerDims(cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.ffn_dim, cfg.norm_eps, cfg.rope_theta)
+
+
+@register("model", "byte_transformer")
+class ByteTransformer(nn.Module):
+    """Byte-level baseline: a transformer LM whose tokens are bytes (ids [B, T] -> logits)."""
+
+    @dataclass
+    class Config(LMDims):
+        pass
+
+    def __init__(self, cfg: Config, **context):
+        super().__init__()
+        self.cfg = cfg
+        self.lm = CausalLM(_dims_only(cfg), VOCAB_SIZE, attention_backend(cfg.attention, "model.attention"))
+
+    def forward(self, ids: torch.Tensor, **ignored) -> torch.Tensor:
+        return self.lm(ids)
+
+    def init_weights(self) -> None:
+        self.lm.init_weights()
+
+    def flops_per_byte(self, seq_len: int, training: bool = False, mean_patch_length: float = 1.0) -> float:
+        fwd = self.lm.flops_per_token(seq_len, VOCAB_SIZE)
+        return fwd * (3.0 if training else 1.0)
+
+
+@register("model", "bpe_transformer")
+class BpeTransformer(nn.Module):
+    """BPE-token baseline; bits per byte from token NLLs (see the module doc)."""
+
+    # Only the last logits row is a prediction: generate one prompt at a time (bltx.eval.cute).
+    generate_one_at_a_time = True
+
+    @dataclass
+    class Config(LMDims):
+        # Tokenizer: trained on `paths` (use the recipe's data.paths) with `vocab_size`
+        # tokens and cached, or loaded from a `tokenizer` JSON file.
+        paths: list[str] = field(default_factory=lambda: ["bltx:tiny_shakespeare"])
+        vocab_size: int = 512
+        fraction: float = 0.95
+        tokenizer: str = ""
+        cache_dir: str = DEFAULT_CACHE
+
+    def __init__(self, cfg: Config, **context):
+        super().__init__()
+        self.cfg = cfg
+        self.vocab: BpeVocab = (load_tokenizer(cfg.tokenizer) if cfg.tokenizer
+                                else load_or_train(cfg.paths, cfg.vocab_size, cfg.fraction, cfg.cache_dir))
+        self.n_bpe = self.vocab.size
+        # Token ids: the BPE vocabulary, then one token per special bltx id (PAD/BOS/EOS/...).
+        n_tokens = self.n_bpe + OFFSET
+        self.lm = CausalLM(_dims_only(cfg), n_tokens, attention_backend(cfg.attention, "model.attention"))
+        first = torch.cat([self.vocab.first_byte_ids(), torch.arange(OFFSET)])
+        # [n_tokens, 260] 0/1: token -> the id of its first byte (for the last row's marginal).
+        self.register_buffer("first_byte", F.one_hot(first, VOCAB_SIZE).float(), persistent=False)
+
+    # -- tokenization (host side, per batch) --------------------------------------------------
+
+    def tokenize(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(tokens [B, M+1] (context token first, padded with PAD), n_tokens [B] (real ones
+        after the context token), owner [B, T-1] (1-based index of the token holding byte
+        t+1), token_len [B, M+1] bytes per token)."""
+        rows = ids.detach().cpu().numpy()
+        B, T = rows.shape
+        per_row = []
+        texts, where = [], []
+        for b in range(B):
+            runs = split_specials(rows[b, 1:])
+            per_row.append(runs)
+            for k, (kind, value) in enumerate(runs):
+                if kind == "bytes":
+                    texts.append(value)
+                    where.append((b, k))
+        encoded = dict(zip(where, self.vocab.encode_batch(texts))) if texts else {}
+        seqs, lens = [], []
+        for b in range(B):
+            toks, tl = [self._single(int(rows[b, 0]))], [1]
+            for k, (kind, value) in enumerate(per_row[b]):
+                if kind == "special":
+                    toks.append(self.n_bpe + value)
+                    tl.append(1)
+                else:
+                    t_ids, t_lens = encoded[(b, k)]
+                    toks.extend(t_ids)
+                    tl.extend(t_lens)
+            seqs.append(toks)
+            lens.append(tl)
+        M1 = max(len(s) for s in seqs)
+        tokens = np.full((B, M1), self.n_bpe, dtype=np.int64)  # PAD token (special id 0)
+        token_len = np.zeros((B, M1), dtype=np.int64)
+        owner = np.zeros((B, max(T - 1, 0)), dtype=np.int64)
+        for b in range(B):
+            tokens[b, : len(seqs[b])] = seqs[b]
+            token_len[b, : len(lens[b])] = lens[b]
+            owner[b] = np.repeat(np.arange(1, len(lens[b])), lens[b][1:])
+        n_tokens = np.array([len(s) - 1 for s in seqs])
+        dev = ids.device
+        return (torch.from_numpy(tokens).to(dev), torch.from_numpy(n_tokens).to(dev),
+                torch.from_numpy(owner).to(dev), torch.from_numpy(token_len).to(dev))
+
+    def _single(self, idv: int) -> int:
+        """Token of one bltx id: its special token, or its single-byte BPE token."""
+        if idv < OFFSET:
+            return self.n_bpe + idv
+        return self.vocab.tokenizer.token_to_id(bytes([idv - OFFSET]).decode("latin-1"))
+
+    def patch(self, ids: torch.Tensor, entropies=None) -> torch.Tensor:
+        """Token starts [B, T] (for statistics: bytes per token as mean patch length)."""
+        _, _, owner, _ = self.tokenize(ids)
+        starts = torch.ones_like(ids, dtype=torch.bool)
+        if owner.shape[1] > 1:
+            starts[:, 2:] = owner[:, 1:] != owner[:, :-1]
+        return starts
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def forward(self, ids: torch.Tensor, **ignored) -> torch.Tensor:
+        """ids [B, T] -> loss-carrying logits [B, T, 260] (see the module doc)."""
+        B, T = ids.shape
+        tokens, n_tokens, owner, token_len = self.tokenize(ids)
+        logp = torch.log_softmax(self.lm(tokens).float(), dim=-1)  # [B, M+1, V]
+        # NLL of token j (1-based) is predicted at position j-1.
+        nll = -logp[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]  # [B, M]
+        nll = F.pad(nll, (1, 0))  # index by 1-based token number
+        share = nll.gather(1, owner) / token_len.gather(1, owner).clamp(min=1).float()  # [B, T-1]
+        target = ids[:, 1:]
+        # Probability p = exp(-share) on the known next byte, (1 - p) / 259 on each other id.
+        share = share.clamp(min=1e-6)
+        rest = torch.log(-torch.expm1(-share)) - math.log(VOCAB_SIZE - 1)
+        body = rest[..., None].expand(B, T - 1, VOCAB_SIZE).clone()
+        body.scatter_(-1, target[..., None], -share[..., None])
+        # Last row: the next token's distribution (after the row's last real token),
+        # marginalised onto its first byte.
+        last_state = logp[torch.arange(B, device=ids.device), n_tokens]  # [B, V]
+        last = torch.log((last_state.exp() @ self.first_byte).clamp(min=1e-30))
+        return torch.cat([body, last[:, None]], dim=1)
+
+    def init_weights(self) -> None:
+        self.lm.init_weights()
+
+    def flops_per_byte(self, seq_len: int, training: bool = False, mean_patch_length: float = 4.0) -> float:
+        """Per byte = per token / bytes per token (measured: pass the mean patch length)."""
+        tokens = max(seq_len / mean_patch_length, 1.0)
+        fwd = self.lm.flops_per_token(tokens, self.n_bpe + OFFSET) / mean_patch_length
+        return fwd * (3.0 if training else 1.0)
