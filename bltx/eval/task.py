@@ -28,18 +28,25 @@ from bltx.registry import register
 from bltx.sections import Recipe
 
 
-def checkpoint_for_eval(recipe: Recipe) -> Path:
+def checkpoint_for(recipe: Recipe, explicit: str, task: str) -> Path:
+    """The checkpoint a task reads: `explicit` (e.g. eval.checkpoint), else
+    `checkpoint.load_path`, else the newest one in `job.dump_dir`."""
     from bltx.train.checkpoint import find_checkpoint
 
-    for value in (recipe.eval.checkpoint, recipe.checkpoint.load_path):
+    for value in (explicit, recipe.checkpoint.load_path):
         if value:
             return find_checkpoint(resolve_path(recipe, value))
     try:
         return find_checkpoint(recipe.job.dump_dir)
     except CheckpointError:
         raise CheckpointError(
-            f"eval needs a checkpoint: none in {recipe.job.dump_dir}; set eval.checkpoint=PATH"
+            f"{task} needs a checkpoint: none in {recipe.job.dump_dir}; train first or set "
+            f"{task}.checkpoint=PATH"
         ) from None
+
+
+def checkpoint_for_eval(recipe: Recipe) -> Path:
+    return checkpoint_for(recipe, recipe.eval.checkpoint, "eval")
 
 
 def load_trained_model(recipe: Recipe, ckpt: Path, device: torch.device) -> torch.nn.Module:

@@ -13,34 +13,16 @@ import codecs
 import sys
 import time
 
-import torch
 
-from bltx.config import resolve_path
-from bltx.errors import CheckpointError
 from bltx.infer.generate import generate
 from bltx.infer.sampling import SamplingConfig
 from bltx.registry import register
 from bltx.sections import Recipe
 
 
-def checkpoint_for_generate(recipe: Recipe):
-    from bltx.train.checkpoint import find_checkpoint
-
-    for value in (recipe.generate.checkpoint, recipe.checkpoint.load_path):
-        if value:
-            return find_checkpoint(resolve_path(recipe, value))
-    try:
-        return find_checkpoint(recipe.job.dump_dir)
-    except CheckpointError:
-        raise CheckpointError(
-            f"generate needs a checkpoint: none in {recipe.job.dump_dir}; train first or set "
-            f"generate.checkpoint=PATH"
-        ) from None
-
-
 @register("task", "generate")
 def generate_task(recipe: Recipe) -> int:
-    from bltx.eval.task import load_trained_model
+    from bltx.eval.task import checkpoint_for, load_trained_model
     from bltx.train.world import pick_device
 
     cfg = recipe.generate
@@ -51,7 +33,7 @@ def generate_task(recipe: Recipe) -> int:
 
         raise ConfigError(f"generate: {exc}") from None
     device = pick_device(recipe.job.device)
-    model = load_trained_model(recipe, checkpoint_for_generate(recipe), device)
+    model = load_trained_model(recipe, checkpoint_for(recipe, cfg.checkpoint, "generate"), device)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     out = sys.stdout
 
