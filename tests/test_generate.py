@@ -152,7 +152,11 @@ def peeking_registered():
     registry._entries.pop("test_peeking", None)
 
 
-def test_peeking_patcher_falls_back_to_recompute(capsys, peeking_registered):
+def test_peeking_patcher_falls_back_to_recompute(capsys, peeking_registered, monkeypatch):
+    import importlib
+
+    module = importlib.import_module("bltx.infer.generate")  # the module, not the function
+    monkeypatch.setattr(module, "_warned", set())  # notices other tests already gave
     model = tiny_model({"type": "test_peeking"})
     a = generate(model, ["a b c"], 20)
     b = generate(model, ["a b c"], 20)

@@ -31,7 +31,11 @@ from bltx.patching.entropy import EntropyPatcher
 
 def cached_support(model) -> str | None:
     """None when `model` can generate with caches, else the reason it cannot."""
-    if not getattr(model, "decoder_lookahead", False):
+    from bltx.model.blt import BLT
+
+    if not isinstance(model, BLT):
+        return f"{type(model).__name__} is not a BLT (cached steps exist for BLT models only)"
+    if not model.decoder_lookahead:
         return "the patcher peeks at the byte it patches (predicts_next_start = False)"
     for name, cls in (("encoder", LocalEncoder), ("latent", LatentTransformer), ("decoder", LocalDecoder)):
         if type(getattr(model, name, None)) is not cls:
