@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import bltx
 from bltx.bytes import encode
@@ -35,32 +34,44 @@ def test_bpe_transformer_trains_and_logs_bytes_per_token(tmp_path):
     assert len(rows) == 3 and all(1.0 < r["mean_patch_length"] < 8.0 for r in rows)
 
 
-def test_bpe_loss_is_token_nll_per_byte():
+def test_bpe_nll_is_token_nll_plus_the_next_byte():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = bltx.build_model(BPE).eval()
     ids = torch.stack([encode("First Citizen:\nBefore we", bos=True), encode("hello there, my friend!!!", bos=False)])
     targets = torch.cat([ids[:, 1:], torch.full((2, 1), 4 + ord("x"))], dim=1)
     with torch.no_grad():
+        total = model.nll_sum(ids, targets)
         logits = model(ids)
-        ce = F.cross_entropy(logits.reshape(-1, 260), targets.reshape(-1), reduction="none").view(2, -1)
         tokens, n_tokens, _, token_len = model.tokenize(ids)
         logp = torch.log_softmax(model.lm(tokens), -1)
+    direct = 0.0
     for b in range(2):
         n = int(n_tokens[b])
-        direct = -sum(float(logp[b, j - 1, tokens[b, j]]) for j in range(1, n + 1))
-        assert math.isclose(float(ce[b, :-1].sum()), direct, rel_tol=1e-4)
+        direct -= sum(float(logp[b, j - 1, tokens[b, j]]) for j in range(1, n + 1))
         assert int(token_len[b, 1: n + 1].sum()) == ids.shape[1] - 1  # tokens cover the bytes
-    # The last row is a real distribution over the next byte.
-    torch.testing.assert_close(logits[:, -1].exp().sum(-1), torch.ones(2))
+        direct -= float(logits[b, -1, targets[b, -1]])  # the byte after the window
+    assert math.isclose(float(total), direct, rel_tol=1e-4)
+    # Every row is a distribution over the next byte; the last one is exact.
+    torch.testing.assert_close(logits.exp().sum(-1), torch.ones(2, ids.shape[1]))
+    # Causal: the rows never look at bytes after them (the old loss-carrying logits did).
+    changed = ids.clone()
+    changed[:, -3:] = 4 + ord("z")
+    with torch.no_grad():
+        again = model(changed)
+    torch.testing.assert_close(again[:, 0], logits[:, 0])
 
 
-def test_bpe_gradients_flow():
+def test_bpe_trainer_and_eval_use_token_nll(tmp_path):
+    from bltx.eval.bpb import batch_nll
+
     torch.manual_seed(0)
     model = bltx.build_model(BPE)
     ids = encode("To be, or not to be", bos=True)[None]
     targets = torch.cat([ids[:, 1:], ids[:, :1]], dim=1)
-    F.cross_entropy(model(ids).reshape(-1, 260), targets.reshape(-1)).backward()
+    nll, starts = batch_nll(model, ids, targets)
+    assert torch.equal(nll, model.nll_sum(ids, targets)) and starts is not None
+    nll.backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 

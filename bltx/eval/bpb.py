@@ -50,6 +50,26 @@ def model_forward(
     return model(ids, starts=starts), starts[:, : ids.shape[1]]
 
 
+def batch_nll(
+    model: torch.nn.Module, ids: torch.Tensor, targets: torch.Tensor, entropies: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(summed next-byte NLL in nats of the batch, starts [B, T] or None).
+
+    Models that are not next-byte predictors (a BPE-token LM scores whole tokens) define
+    `nll_sum(ids, targets)` and are scored by it; every other model by cross-entropy of its
+    logits. Both give nats over the same targets, so bits per byte compare across models.
+    """
+    nll_sum = getattr(model, "nll_sum", None)
+    if nll_sum is None:
+        logits, starts = model_forward(model, ids, entropies)
+        return next_byte_nll(logits, targets, reduction="sum"), starts
+    starts = None
+    if hasattr(model, "patch"):
+        with torch.no_grad():
+            starts = model.patch(ids)
+    return nll_sum(ids, targets), starts
+
+
 def _takes_include_next(fn) -> bool:
     try:
         return "include_next" in inspect.signature(fn).parameters
@@ -112,8 +132,8 @@ def evaluate_bpb(
             targets = batch["targets"].to(device)
             ent = batch.get("entropies")
             with autocast_context(device, dtype):
-                logits, starts = model_forward(model, ids, None if ent is None else ent.to(device))
-            totals[0] += next_byte_nll(logits, targets, reduction="sum").double()
+                nll, starts = batch_nll(model, ids, targets, None if ent is None else ent.to(device))
+            totals[0] += nll.double()
             totals[1] += targets.numel()
             totals[2] += (targets >= OFFSET).sum()
             if starts is not None:

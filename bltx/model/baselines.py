@@ -7,28 +7,22 @@
 
 Both report bits per byte measured on bytes. The BPE model has no per-byte distribution,
 so it follows the usual convention (the BLT paper's too): bpb = (sum of token NLLs over a
-window) / (bytes in the window). To fit the trainer's contract (logits [B, T, 260], the
-loss is cross-entropy against the next byte), its forward returns *loss-carrying* logits:
+window) / (bytes in the window). It provides `nll_sum(ids, targets)`, which the trainer and
+`bltx.eval.bpb` use instead of cross-entropy of logits when a model has it: the NLL of the
+tokens of x_1..x_{T-1} (x_0 is the context token) plus, for the target after the window,
+the next token's distribution marginalised to its first byte. The last token may be cut by
+the window edge, which costs a little (a few hundredths of a bit per byte at T = 256)
+against an unbounded context.
 
-  - row t < T-1, whose target byte x_{t+1} lies in token u_j (of n_j bytes), puts
-    probability exp(-NLL(u_j) / n_j) on x_{t+1} (known from the input) and spreads the rest
-    evenly, so cross-entropy there is NLL(u_j) / n_j exactly, gradients included; the
-    rows of a token sum to its NLL;
-  - the last row (target x_T not in the input) is a real prediction: the next-token
-    distribution marginalised to its first byte.
-
-So the trainer's loss and `bltx.eval.bpb` give token-NLL bits per byte unchanged, but rows
-t < T-1 are not predictions: use only the last row to generate (as `bltx.infer.generate`
-does, one prompt at a time for this model). The window's tokens are those of x_1..x_{T-1}
-(x_0 is the context token); the last token may be cut by the window edge, which costs a
-little (a few hundredths of a bit per byte at T = 256) against an unbounded context.
+Its forward returns, at each byte, the first-byte marginal of the token that follows the
+token holding that byte: an exact next-byte distribution at token ends (the last position
+always is one), so generation reads the last row, one prompt at a time.
 `patch(ids)` returns the token starts so the trainer logs bytes per token as the mean
 patch length.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -210,26 +204,33 @@ class BpeTransformer(nn.Module):
 
     # -- forward ------------------------------------------------------------------------------
 
-    def forward(self, ids: torch.Tensor, **ignored) -> torch.Tensor:
-        """ids [B, T] -> loss-carrying logits [B, T, 260] (see the module doc)."""
-        B, T = ids.shape
-        tokens, n_tokens, owner, token_len = self.tokenize(ids)
+    def _token_logp(self, ids: torch.Tensor):
+        tokens, n_tokens, owner, _ = self.tokenize(ids)
         logp = torch.log_softmax(self.lm(tokens).float(), dim=-1)  # [B, M+1, V]
-        # NLL of token j (1-based) is predicted at position j-1.
+        return tokens, n_tokens, owner, logp
+
+    def _first_byte_logp(self, logp: torch.Tensor) -> torch.Tensor:
+        """Next-token log-probabilities [..., V] -> log-probabilities of its first byte."""
+        return torch.log((logp.exp() @ self.first_byte).clamp(min=1e-30))
+
+    def nll_sum(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Summed NLL (nats) of the window's tokens and of the target after the window."""
+        tokens, n_tokens, _, logp = self._token_logp(ids)
+        # NLL of token j (1-based) is predicted at position j-1; padding tokens don't count.
         nll = -logp[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]  # [B, M]
-        nll = F.pad(nll, (1, 0))  # index by 1-based token number
-        share = nll.gather(1, owner) / token_len.gather(1, owner).clamp(min=1).float()  # [B, T-1]
-        target = ids[:, 1:]
-        # Probability p = exp(-share) on the known next byte, (1 - p) / 259 on each other id.
-        share = share.clamp(min=1e-6)
-        rest = torch.log(-torch.expm1(-share)) - math.log(VOCAB_SIZE - 1)
-        body = rest[..., None].expand(B, T - 1, VOCAB_SIZE).clone()
-        body.scatter_(-1, target[..., None], -share[..., None])
-        # Last row: the next token's distribution (after the row's last real token),
-        # marginalised onto its first byte.
-        last_state = logp[torch.arange(B, device=ids.device), n_tokens]  # [B, V]
-        last = torch.log((last_state.exp() @ self.first_byte).clamp(min=1e-30))
-        return torch.cat([body, last[:, None]], dim=1)
+        real = torch.arange(nll.shape[1], device=ids.device)[None, :] < n_tokens[:, None]
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        tail = self._first_byte_logp(logp[rows, n_tokens]).gather(-1, targets[:, -1:])
+        return (nll * real).sum() - tail.sum()
+
+    def forward(self, ids: torch.Tensor, **ignored) -> torch.Tensor:
+        """ids [B, T] -> [B, T, 260]: at byte t, the first-byte marginal of the token after
+        the one holding byte t (exact next-byte logits at token ends and the last row)."""
+        B, T = ids.shape
+        _, _, owner, logp = self._token_logp(ids)
+        holder = F.pad(owner, (1, 0))  # token index holding byte t (0: the context token)
+        marginal = self._first_byte_logp(logp)  # [B, M+1, 260]
+        return marginal.gather(1, holder[..., None].expand(B, T, VOCAB_SIZE))
 
     def init_weights(self) -> None:
         self.lm.init_weights()

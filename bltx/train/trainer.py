@@ -24,7 +24,7 @@ import torch
 import bltx
 from bltx.config import recipe_to_toml
 from bltx.data.loader import build_data_for_recipe, validation_batches
-from bltx.eval.bpb import autocast_context, evaluate_bpb, model_forward, next_byte_nll
+from bltx.eval.bpb import autocast_context, batch_nll, evaluate_bpb
 from bltx.sections import Recipe
 from bltx.train.checkpoint import CheckpointManager
 from bltx.train.metrics import MetricLogger
@@ -141,8 +141,8 @@ class Trainer:
             targets = batch["targets"].to(self.device, non_blocking=True)
             ent = batch.get("entropies")
             with autocast_context(self.device, cfg.dtype):
-                logits, starts = model_forward(self.model, ids, None if ent is None else ent.to(self.device))
-            loss = next_byte_nll(logits, targets) / cfg.grad_accum
+                nll, starts = batch_nll(self.model, ids, targets, None if ent is None else ent.to(self.device))
+            loss = nll / targets.numel() / cfg.grad_accum
             loss.backward()
             loss_sum += loss.detach()
             n_bytes += ids.numel()
