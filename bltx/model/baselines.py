@@ -33,45 +33,9 @@ from torch import nn
 from bltx.bytes import OFFSET, VOCAB_SIZE
 from bltx.data.bpe import DEFAULT_CACHE, BpeVocab, load_or_train, load_tokenizer, split_specials
 from bltx.model.attention import attention_backend, check_backend_name
-from bltx.model.init import init_embedding, init_linear
-from bltx.model.norm import RMSNorm
-from bltx.model.transformer import TransformerDims, make_layers, rope_for
+from bltx.model.causal_lm import CausalLM
+from bltx.model.transformer import TransformerDims
 from bltx.registry import register
-
-
-class CausalLM(nn.Module):
-    """Embedding -> causal transformer -> norm -> head over `vocab` ids."""
-
-    def __init__(self, dims: TransformerDims, vocab: int, backend):
-        super().__init__()
-        self.dims = dims
-        self.backend = backend
-        self.tok_embeddings = nn.Embedding(vocab, dims.dim)
-        self.layers = make_layers(dims)
-        self.norm = RMSNorm(dims.dim, dims.norm_eps)
-        self.output = nn.Linear(dims.dim, vocab, bias=False)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        T = tokens.shape[1]
-        h = self.tok_embeddings(tokens)
-        rope = rope_for(self.dims, T, tokens.device)
-        mask = self.backend.causal_mask(T, None, tokens.device)
-        for layer in self.layers.values():
-            h = layer(h, mask, rope, self.backend)
-        return self.output(self.norm(h))
-
-    def init_weights(self) -> None:
-        init_embedding(self.tok_embeddings)
-        for layer in self.layers.values():
-            layer.init_weights()
-        self.norm.init_weights()
-        init_linear(self.output)
-
-    def flops_per_token(self, context: float, vocab: int) -> float:
-        """Forward FLOPs per token (bltx.eval.flops conventions) with `context` tokens."""
-        from bltx.eval.flops import _stack
-
-        return _stack(self.dims, context) + 2.0 * self.dims.dim * vocab
 
 
 @dataclass

@@ -1,0 +1,52 @@
+"""A plain causal transformer language model: embedding -> blocks -> norm -> head.
+
+Shared by the entropy model (a byte LM whose entropies drive patching) and the baselines
+(byte-level and BPE-token transformers). Parameter names (tok_embeddings, layers, norm,
+output) follow torchtitan and the released BLT entropy model, so weights convert as is.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bltx.model.init import init_embedding, init_linear
+from bltx.model.norm import RMSNorm
+from bltx.model.transformer import TransformerDims, make_layers, rope_for
+
+
+class CausalLM(nn.Module):
+    """Embedding -> causal (optionally windowed) transformer -> norm -> head over `vocab` ids."""
+
+    def __init__(self, dims: TransformerDims, vocab: int, backend, window: int | None = None):
+        super().__init__()
+        self.dims = dims
+        self.window = window
+        self.backend = backend
+        self.tok_embeddings = nn.Embedding(vocab, dims.dim)
+        self.layers = make_layers(dims)
+        self.norm = RMSNorm(dims.dim, dims.norm_eps)
+        self.output = nn.Linear(dims.dim, vocab, bias=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T] -> next-token logits [B, T, vocab]."""
+        T = tokens.shape[1]
+        h = self.tok_embeddings(tokens)
+        rope = rope_for(self.dims, T, tokens.device)
+        mask = self.backend.causal_mask(T, self.window, tokens.device)
+        for layer in self.layers.values():
+            h = layer(h, mask, rope, self.backend)
+        return self.output(self.norm(h))
+
+    def init_weights(self) -> None:
+        init_embedding(self.tok_embeddings)
+        for layer in self.layers.values():
+            layer.init_weights()
+        self.norm.init_weights()
+        init_linear(self.output)
+
+    def flops_per_token(self, context: float, vocab: int) -> float:
+        """Forward FLOPs per token (bltx.eval.flops conventions) with `context` tokens."""
+        from bltx.eval.flops import _stack
+
+        return _stack(self.dims, context) + 2.0 * self.dims.dim * vocab
