@@ -18,7 +18,7 @@ from bltx.model.attention import CrossAttention
 from bltx.model.init import init_linear
 from bltx.model.local_encoder import patch_query_groups
 from bltx.model.norm import RMSNorm
-from bltx.model.transformer import TransformerDims, make_layers, rope_for
+from bltx.model.transformer import LocalDims, make_layers, rope_for
 from bltx.registry import register
 
 
@@ -31,20 +31,11 @@ class LocalDecoder(nn.Module):
     """
 
     @dataclass
-    class Config(TransformerDims):
+    class Config(LocalDims):
         dim: int = 1024
         n_layers: int = 9
         n_heads: int = 16
-        window: int | None = None  # sliding window (keys incl. itself); None = full causal
-        cross_attn_k: int = 2
         cross_attn_all_layers: bool = True
-
-        def __post_init__(self):
-            super().__post_init__()
-            if self.cross_attn_k < 1:
-                raise ValueError(f"cross_attn_k must be >= 1, got {self.cross_attn_k}")
-            if self.window is not None and self.window < 1:
-                raise ValueError(f"window must be >= 1 or unset, got {self.window}")
 
     def __init__(self, cfg: Config, latent_dim: int, backend, local_dim: int | None = None, **context):
         super().__init__()

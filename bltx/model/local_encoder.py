@@ -17,7 +17,7 @@ from torch import nn
 from bltx.model.attention import CrossAttention
 from bltx.model.init import init_linear
 from bltx.model.pooling import pool_patches
-from bltx.model.transformer import TransformerDims, make_layers, rope_for
+from bltx.model.transformer import LocalDims, make_layers, rope_for
 from bltx.registry import register
 
 
@@ -34,12 +34,10 @@ class LocalEncoder(nn.Module):
     """
 
     @dataclass
-    class Config(TransformerDims):
+    class Config(LocalDims):
         dim: int = 1024
         n_layers: int = 1
         n_heads: int = 16
-        window: int | None = None  # sliding window (keys incl. itself); None = full causal
-        cross_attn_k: int = 2
         cross_attn_all_layers: bool = False
         # Re-pool the patch queries before every cross-attention, as HF transformers'
         # BltLocalEncoder does; with cross_attn_all_layers this leaves all but the last
@@ -47,13 +45,6 @@ class LocalEncoder(nn.Module):
         # and refine the queries layer by layer (the paper's description).
         cross_attn_repool: bool = False
         pooling: Literal["max", "mean"] = "max"
-
-        def __post_init__(self):
-            super().__post_init__()
-            if self.cross_attn_k < 1:
-                raise ValueError(f"cross_attn_k must be >= 1, got {self.cross_attn_k}")
-            if self.window is not None and self.window < 1:
-                raise ValueError(f"window must be >= 1 or unset, got {self.window}")
 
     def __init__(self, cfg: Config, latent_dim: int, backend, **context):
         super().__init__()

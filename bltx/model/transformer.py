@@ -52,6 +52,21 @@ class TransformerDims:
         return self.dim // self.n_heads
 
 
+@dataclass
+class LocalDims(TransformerDims):
+    """Sizes of a local (byte-level) model: a transformer plus patch cross-attention."""
+
+    window: int | None = None  # sliding window (keys incl. itself); None = full causal
+    cross_attn_k: int = 2  # queries (encoder) / keys (decoder) per patch
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.cross_attn_k < 1:
+            raise ValueError(f"cross_attn_k must be >= 1, got {self.cross_attn_k}")
+        if self.window is not None and self.window < 1:
+            raise ValueError(f"window must be >= 1 or unset, got {self.window}")
+
+
 class Block(nn.Module):
     """x + attn(norm(x)); then x + ffn(norm(x))."""
 
