@@ -18,19 +18,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from bltx.device import pick_device  # noqa: F401  (re-exported for callers)
+
 from bltx.errors import ConfigError
 from bltx.parallel.mesh import Degrees, build_mesh, fsdp_mesh, resolve_degrees
-
-
-def pick_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    """`auto` -> cuda:LOCAL_RANK when a GPU is present, else cpu; anything else as given."""
-    if device == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"job.device = '{device}' but no CUDA device is available; use 'auto' or 'cpu'")
-    if device == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    return torch.device(device)
 
 
 def init_process_group(device: torch.device) -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from bltx.device import pick_device  # noqa: F401  (re-exported for callers)
+
 
 @dataclass
 class World:
@@ -71,16 +73,3 @@ class World:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
-
-
-def pick_device(device: str, local_rank: int = 0) -> torch.device:
-    """`auto` -> cuda:LOCAL_RANK when a GPU is there, else cpu; anything else as given."""
-    if device == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        from bltx.errors import ConfigError
-
-        raise ConfigError(f"job.device = '{device}' but no CUDA device is available; use 'auto' or 'cpu'")
-    if device == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    return torch.device(device)
