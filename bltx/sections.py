@@ -70,7 +70,8 @@ class TrainingConfig:
     steps: int = 1000
     grad_accum: int = 1
     max_norm: float = 1.0
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    # "auto": bfloat16 where the device runs bf16 natively, else float32 (bltx/precision.py).
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
 
 
 @dataclass

@@ -21,11 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from bltx.bytes import OFFSET
+from bltx.precision import resolved_dtype
 
 
 def autocast_context(device: torch.device, dtype: str):
-    """bf16 autocast on CPU or GPU when `dtype` is bfloat16; nothing for float32."""
-    if dtype == "bfloat16":
+    """bf16 autocast on CPU or GPU when `dtype` is (or "auto" resolves to) bfloat16."""
+    if resolved_dtype(dtype, device) == "bfloat16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
 

@@ -12,10 +12,12 @@ import torch
 from torch import nn
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+from bltx.precision import resolved_dtype
 
-def mixed_precision(dtype: str) -> MixedPrecisionPolicy:
-    """MixedPrecisionPolicy for a recipe's training.dtype ("float32" | "bfloat16")."""
-    if dtype == "bfloat16":
+
+def mixed_precision(dtype: str, device_type: str | None = None) -> MixedPrecisionPolicy:
+    """MixedPrecisionPolicy for a recipe's training.dtype ("auto" resolved for device_type)."""
+    if resolved_dtype(dtype, device_type) == "bfloat16":
         return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     return MixedPrecisionPolicy()
 
@@ -24,7 +26,7 @@ def apply_fsdp(model: nn.Module, blocks: list[str], dp_mesh, dtype: str = "float
                replicated: list[str] = ()) -> None:
     """fully_shard each of `blocks` (fqns, forward order), then the root; the parameters
     of `replicated` modules stay whole, unsharded plain tensors on every rank."""
-    mp = mixed_precision(dtype)
+    mp = mixed_precision(dtype, getattr(dp_mesh, "device_type", None))
     ignored = {p for fqn in replicated for p in model.get_submodule(fqn).parameters()}
     for i, fqn in enumerate(blocks):
         # The last block's parameters are needed again at once by backward: keeping them

@@ -25,6 +25,7 @@ import bltx
 from bltx.config import recipe_to_toml
 from bltx.data.loader import build_data_for_recipe, validation_batches
 from bltx.eval.bpb import autocast_context, batch_nll, evaluate_bpb
+from bltx.precision import resolve_dtype
 from bltx.sections import Recipe
 from bltx.train.checkpoint import CheckpointManager
 from bltx.train.metrics import MetricLogger
@@ -85,6 +86,8 @@ class Trainer:
             self.dump_dir, self.total_steps, enabled=self.world.is_main,
             tensorboard=recipe.metrics.tensorboard, progress_bar=recipe.metrics.progress_bar,
         )
+        dtype, why = resolve_dtype(recipe.training.dtype, self.device)
+        self.logger.message(f"precision: {dtype} ({why})")
         if self.world.is_main:
             (self.dump_dir / "recipe.toml").write_text(self.recipe_toml + "\n", encoding="utf-8")
         self.resumed_from = self._maybe_resume()
