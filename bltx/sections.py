@@ -72,6 +72,10 @@ class TrainingConfig:
     max_norm: float = 1.0
     # "auto": bfloat16 where the device runs bf16 natively, else float32 (bltx/precision.py).
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # A step whose loss or gradient norm is NaN/inf is never applied. "stop": end the run
+    # with one line and a non-zero exit (the newest checkpoint stays the last finite one);
+    # "skip": drop that update, count it, and go on.
+    on_nonfinite: Literal["stop", "skip"] = "stop"
 
 
 @dataclass

@@ -61,7 +61,7 @@ def measure_mean_patch_length(model: torch.nn.Module, batches) -> float:
 
 def _load_for_eval(recipe):
     from bltx.eval.task import checkpoint_for_eval, load_trained_model
-    from bltx.train.world import pick_device
+    from bltx.device import pick_device
 
     device = pick_device(recipe.job.device)
     ckpt = checkpoint_for_eval(recipe)

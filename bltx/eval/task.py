@@ -95,7 +95,7 @@ def eval_batches(recipe: Recipe):
 @register("task", "eval")
 def evaluate(recipe: Recipe) -> int:
     """Print (and save) bpb, mean patch length and FLOPs/byte of a trained checkpoint."""
-    from bltx.train.world import pick_device
+    from bltx.device import pick_device
 
     device = pick_device(recipe.job.device)
     ckpt = checkpoint_for_eval(recipe)

@@ -23,7 +23,7 @@ from bltx.sections import Recipe
 @register("task", "generate")
 def generate_task(recipe: Recipe) -> int:
     from bltx.eval.task import checkpoint_for, load_trained_model
-    from bltx.train.world import pick_device
+    from bltx.device import pick_device
 
     cfg = recipe.generate
     try:

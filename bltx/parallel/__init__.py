@@ -3,16 +3,16 @@ per-block compile, sharded checkpoints and a per-rank memory estimate.
 
 Trainer's use:
 
-    from bltx.parallel import World, build_parallel_model, clip_grad_norm_, save_sharded, load_sharded
-    world = World.from_env(recipe.job.device, recipe.parallelism)
-    model = build_parallel_model(recipe, world)         # meta -> parallelize -> init
+    from bltx.parallel import World, build_training_model, clip_grad_norm_
+    world = World.from_env(recipe.job.device, recipe.parallelism)   # 1 process: a 1-rank world
+    model = build_training_model(recipe, world)         # meta -> parallelize -> seeded init
     ...each rank reads batch shard world.dp_rank of world.dp_size...
     loss.backward(); clip_grad_norm_(model.parameters(), max_norm); opt.step()
-    log(world.mean(loss.detach()))
+    log(world.dp_mean(loss.detach()))
 """
 
-from bltx.parallel.apply import build_parallel_model, check_plan, materialize, parallelize
-from bltx.parallel.checkpoint import full_state, load_full_state, load_sharded, save_sharded
+from bltx.parallel.apply import build_training_model, check_plan, materialize, parallelize, parameters_on_meta
+from bltx.parallel.checkpoint import full_state, load_full_state
 from bltx.parallel.grad import clip_grad_norm_
 from bltx.parallel.mesh import Degrees, build_mesh, resolve_degrees
 from bltx.parallel.plans import ParallelPlan, plan_for, register_plan
@@ -23,16 +23,15 @@ __all__ = [
     "ParallelPlan",
     "World",
     "build_mesh",
-    "build_parallel_model",
+    "build_training_model",
     "check_plan",
     "clip_grad_norm_",
     "full_state",
     "load_full_state",
-    "load_sharded",
     "materialize",
+    "parameters_on_meta",
     "parallelize",
     "plan_for",
     "register_plan",
     "resolve_degrees",
-    "save_sharded",
 ]

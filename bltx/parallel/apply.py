@@ -1,10 +1,8 @@
 """`parallelize(model, recipe, world)`: the scaling steps in torchtitan's order.
 
-    with torch.device("meta"):
-        model = bltx.build_model(recipe)
-    model = parallelize(model, recipe, world)     # float8 -> TP -> AC -> compile -> FSDP
-    materialize(model, world.device)              # to_empty + init_weights, on each shard
-    optimizer = AdamW(model.parameters(), ...)    # after: FSDP/TP replaced the parameters
+    model = build_training_model(recipe, world)   # the one build path, 1 process included:
+        # build (parameters on meta) -> parallelize -> materialize (to_empty + seeded init)
+    optimizer = build_optimizer(model, ...)       # after: FSDP/TP replaced the parameters
 
 Why this order: float8 swaps module classes, so it comes before anything that wraps or
 shards those modules; TP shards parameters into DTensors that FSDP then shards again on
@@ -15,19 +13,20 @@ outside the compiled graphs. Every step is optional and driven by the recipe.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from bltx.errors import ConfigError
+from bltx.model.init import seeded_init
 from bltx.parallel.ac import apply_ac
 from bltx.parallel.compile import apply_compile
 from bltx.parallel.float8 import apply_float8
 from bltx.parallel.fsdp import apply_fsdp
 from bltx.parallel.plans import ParallelPlan, plan_for
 from bltx.parallel.tp import apply_tp, check_heads
-from bltx.parallel.world import as_parallel_world
 
 
 @dataclass
@@ -38,7 +37,7 @@ class ParallelSummary:
     float8: list[str] = field(default_factory=list)
     tp_blocks: list[str] = field(default_factory=list)
     ac: str = "none"
-    compiled: int = 0
+    compiled: str = "off"
     fsdp_blocks: int = 0
 
     def lines(self) -> list[str]:
@@ -47,7 +46,7 @@ class ParallelSummary:
             f"float8 linears: {len(self.float8)}",
             f"tensor-parallel blocks: {len(self.tp_blocks)}",
             f"activation checkpointing: {self.ac}",
-            f"compiled blocks: {self.compiled}",
+            f"compile: {self.compiled}",
             f"fsdp shard groups: {self.fsdp_blocks} units + root" if self.fsdp_blocks else "fsdp: off",
         ]
 
@@ -68,15 +67,12 @@ def check_plan(model: nn.Module, plan: ParallelPlan, tp: int) -> None:
 
 def parallelize(model: nn.Module, recipe, world, plan: ParallelPlan | None = None) -> nn.Module:
     """Apply float8, tensor parallel, activation checkpointing, compile and FSDP2 to `model`
-    in place, as `recipe` asks and `world` allows; returns `model`.
+    in place, as `recipe` asks and `world` (a bltx.parallel.World) allows; returns `model`.
 
-    `world` is a bltx.parallel.World (required for tp > 1), or any object with rank,
-    world_size, local_rank and device (pure data parallel: its mesh is built here).
-
-    Build the model on the meta device first for big models; call `materialize` after.
-    The summary of what was done is left in `model.parallel_summary`.
+    Compile: per block under FSDP (its hooks must sit between the compiled graphs), else
+    the whole model in one graph (no per-block boundaries for the compiler to stop at).
+    Call `materialize` after. What was done is left in `model.parallel_summary`.
     """
-    world = as_parallel_world(world, recipe.parallelism)
     plan = plan or plan_for(model)
     degrees = world.degrees
     check_plan(model, plan, degrees.tp)
@@ -92,8 +88,13 @@ def parallelize(model: nn.Module, recipe, world, plan: ParallelPlan | None = Non
     apply_ac(model, plan.blocks, mode)
     summary.ac = mode
     if recipe.compile.enable:
-        apply_compile(model, plan.blocks, recipe.compile.fullgraph)
-        summary.compiled = len(plan.blocks)
+        if degrees.fsdp:
+            apply_compile(model, plan.blocks, recipe.compile.fullgraph)
+            summary.compiled = f"{len(plan.blocks)} blocks"
+        else:
+            # In place: the module keeps its class, methods and parameter names.
+            model.compile(fullgraph=recipe.compile.fullgraph)
+            summary.compiled = "whole model"
     if degrees.fsdp:
         units = list(plan.fsdp_units) + list(plan.blocks)
         apply_fsdp(model, units, world.dp_mesh, recipe.training.dtype, plan.replicated)
@@ -102,17 +103,46 @@ def parallelize(model: nn.Module, recipe, world, plan: ParallelPlan | None = Non
     return model
 
 
-def materialize(model: nn.Module, device: torch.device | str, init: bool = True) -> nn.Module:
-    """Allocate a meta-device (possibly sharded) model on `device` and initialise it.
+@contextmanager
+def parameters_on_meta():
+    """Build modules with their parameters on the meta device and everything else (buffers
+    such as a patcher's byte tables, constants computed in __init__) real.
 
-    `to_empty` allocates each rank's shard only; `init_weights()` (the model's own, run
-    under no_grad) then fills the shards. Without an `init_weights` method, each module's
-    `reset_parameters` is used.
+    A plain `torch.device("meta")` build would leave buffers without values after
+    `to_empty`; here only parameters are deferred, so `materialize` has nothing to redo but
+    the weights. Factory calls in __init__ (`torch.empty` of a weight) allocate lazily and
+    are moved to meta before any initialiser touches them.
     """
+    original = nn.Module.register_parameter
+
+    def register(module, name, param):
+        if param is not None and not param.is_meta:
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        original(module, name, param)
+
+    nn.Module.register_parameter = register
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original
+
+
+def materialize(model: nn.Module, device: torch.device | str, seed: int = 0) -> nn.Module:
+    """Allocate a meta-parameter (possibly sharded) model on `device` and initialise it once.
+
+    `to_empty` allocates each rank's shard only; `init_weights()` (the model's own, under
+    no_grad and `seeded_init`) then fills the shards, each parameter drawn from (seed, its
+    name) on its full shape (bltx/model/init.py), so the weights do not depend on the
+    layout. Frozen components load their weights here too (the entropy patcher's
+    checkpoint), once. Without `init_weights`, each module's `reset_parameters` is used.
+    """
+    buffers = {name: b for name, b in model.named_buffers() if not b.is_meta}
     model.to_empty(device=device)
-    if not init:
-        return model
+    # to_empty also empties real buffers; put their values back (moved to the device).
     with torch.no_grad():
+        for name, value in buffers.items():
+            model.get_buffer(name).copy_(value.to(device))
+    with torch.no_grad(), seeded_init(model, seed):
         fn = getattr(model, "init_weights", None)
         if fn is not None:
             fn()
@@ -123,8 +153,9 @@ def materialize(model: nn.Module, device: torch.device | str, init: bool = True)
     return model
 
 
-def build_parallel_model(recipe, world, build=None) -> nn.Module:
-    """Meta-device build -> parallelize -> materialize: the trainer's one-call path.
+def build_training_model(recipe, world, build=None) -> nn.Module:
+    """The one build path of every launch, one process included: build with parameters on
+    meta -> float8 -> TP -> AC -> compile -> FSDP -> to_empty -> initialise once.
 
     `build(recipe) -> nn.Module` defaults to `bltx.build_model`.
     """
@@ -132,7 +163,7 @@ def build_parallel_model(recipe, world, build=None) -> nn.Module:
         import bltx
 
         build = bltx.build_model
-    with torch.device("meta"):
+    with parameters_on_meta():
         model = build(recipe)
     parallelize(model, recipe, world)
-    return materialize(model, world.device)
+    return materialize(model, world.device, recipe.job.seed)

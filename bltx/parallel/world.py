@@ -1,13 +1,15 @@
-"""This process's place in a (possibly) parallel run: ranks, device, mesh.
+"""This process's place in a run: ranks, device, device mesh. One class for every launch.
 
     world = World.from_env(recipe.job.device, recipe.parallelism)   # under torchrun or not
     shard = data[world.dp_rank :: world.dp_size]                     # each dp rank its batch
-    logged = world.mean(loss.detach())                               # average over dp ranks
+    total = world.dp_sum(n_patches)                                  # over the data shards
 
-Under torchrun (WORLD_SIZE > 1) the process group is started here: gloo on CPU, nccl on
-CUDA. A single process never touches torch.distributed, so CPU runs and tests need no
-process group. Tensor-parallel ranks see the same batch, so data sharding and loss
-averaging use the data-parallel rank and size, never the global ones.
+A single process is a 1-rank world: no process group, no mesh, every collective is the
+identity, so the trainer has no single-process branches. Under torchrun (WORLD_SIZE > 1)
+the process group is started here (gloo on CPU, nccl on CUDA) and the mesh is built from
+`[parallelism]`. Tensor-parallel ranks of one data shard compute identical activations
+and losses, so data sharding and sums of per-shard quantities use the data-parallel
+coordinates; `all_sum` (every rank) is for decisions all ranks must share, like stopping.
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from bltx.device import pick_device  # noqa: F401  (re-exported for callers)
-
-from bltx.errors import ConfigError
+from bltx.device import pick_device
 from bltx.parallel.mesh import Degrees, build_mesh, fsdp_mesh, resolve_degrees
 
 
@@ -34,11 +34,7 @@ def init_process_group(device: torch.device) -> None:
 
 @dataclass
 class World:
-    """Ranks, device and device mesh of this process.
-
-    `mesh` is None on a single process. `dp_rank`/`dp_size` pick the data shard and scale
-    the loss average; `tp_rank`/`tp_size` are for code that must know its TP slice.
-    """
+    """Ranks, device and device mesh of this process (`mesh` is None on one process)."""
 
     rank: int = 0
     world_size: int = 1
@@ -49,8 +45,8 @@ class World:
 
     @classmethod
     def from_env(cls, device: str = "auto", parallelism=None) -> "World":
-        """Read RANK/WORLD_SIZE/LOCAL_RANK (torchrun), start the process group and build
-        the mesh from `parallelism` (a ParallelismConfig; None: pure data parallel)."""
+        """Read RANK/WORLD_SIZE/LOCAL_RANK (torchrun), check the degrees against the world
+        size (one-line ConfigError), start the process group and build the mesh."""
         from bltx.sections import ParallelismConfig
 
         rank = int(os.environ.get("RANK", 0))
@@ -78,6 +74,7 @@ class World:
 
     @property
     def dp_size(self) -> int:
+        """How many different batches one step sees."""
         return self.degrees.dp
 
     @property
@@ -101,22 +98,29 @@ class World:
         """Mesh for fully_shard (None when there is no data parallelism)."""
         return None if self.mesh is None or not self.degrees.fsdp else fsdp_mesh(self.mesh, self.degrees)
 
-    # -- collectives used by the trainer -----------------------------------------------------
+    # -- collectives ------------------------------------------------------------------------
 
-    def sum(self, value: torch.Tensor) -> torch.Tensor:
-        """Sum a tensor over the data-parallel ranks (identity without them)."""
+    def dp_sum(self, value: torch.Tensor) -> torch.Tensor:
+        """Sum of a per-shard quantity over the data-parallel shards (TP ranks of a shard
+        hold the same value and count once). Identity on one data shard."""
         if self.mesh is None or self.dp_size == 1:
             return value
         value = value.detach().clone()
         dist.all_reduce(value, op=dist.ReduceOp.SUM, group=self.mesh["dp"].get_group())
         return value
 
-    def mean(self, value: torch.Tensor) -> torch.Tensor:
-        """Average over the data-parallel ranks: the loss of the global batch when every
-        rank's batch has the same number of tokens. (SUM then divide: gloo has no AVG.)"""
-        if self.mesh is None or self.dp_size == 1:
+    def dp_mean(self, value: torch.Tensor) -> torch.Tensor:
+        """Average over the data-parallel shards (SUM then divide: gloo has no AVG)."""
+        return self.dp_sum(value) / self.dp_size if self.dp_size > 1 else value
+
+    def all_sum(self, value: torch.Tensor) -> torch.Tensor:
+        """Sum over every rank. Used where all ranks must agree (a stop decision), and for
+        packing per-shard sums into one collective: divide those parts by `tp_size`."""
+        if not self.distributed:
             return value
-        return self.sum(value) / self.dp_size
+        value = value.detach().clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        return value
 
     def barrier(self) -> None:
         if self.distributed:
@@ -125,23 +129,3 @@ class World:
     def shutdown(self) -> None:
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def as_parallel_world(world, parallelism) -> World:
-    """A bltx.parallel World for `world`, which may be any object with rank, world_size,
-    local_rank and device (e.g. the trainer's own World): the mesh is built from
-    `parallelism`. With tp > 1 a foreign world is refused: its data sharding and loss
-    averaging would treat the TP ranks as data-parallel ones and train on the wrong batch."""
-    if isinstance(world, World):
-        return world
-    degrees = resolve_degrees(parallelism, world.world_size)
-    if degrees.tp > 1:
-        raise ConfigError(
-            "parallelism.tp > 1 needs bltx.parallel.World (World.from_env(device, "
-            "recipe.parallelism)) so data is sharded by dp_rank/dp_size, not by global rank"
-        )
-    mesh = None
-    if world.world_size > 1:
-        init_process_group(world.device)
-        mesh = build_mesh(degrees, world.device.type)
-    return World(world.rank, world.world_size, world.local_rank, world.device, degrees, mesh)

@@ -104,7 +104,7 @@ def calibrate_threshold(recipe: Recipe, batches, iters: int = 40) -> tuple[float
 @register("task", "calibrate")
 def calibrate(recipe: Recipe) -> int:
     """Entropy workflow step 2 (see module docstring)."""
-    from bltx.train.world import pick_device
+    from bltx.device import pick_device
 
     cfg = recipe.calibrate
     device = pick_device(recipe.job.device)
@@ -156,13 +156,14 @@ def calibrate(recipe: Recipe) -> int:
 def precompute_entropies(recipe: Recipe) -> int:
     """Run the recipe's entropy patcher over all of `data.paths` once and store the
     entropies at `data.entropies_path`; training then patches from the stored values."""
-    from bltx.train.trainer import build_model_for_training
-    from bltx.train.world import World, pick_device
+    from bltx.device import pick_device
 
     if not recipe.data.entropies_path:
         raise ConfigError("precompute_entropies writes data.entropies_path; set it, e.g. runs/entropies.npy")
-    world = World(device=pick_device(recipe.job.device))
-    model = build_model_for_training(recipe, world)
+    device = pick_device(recipe.job.device)
+    # Only the (frozen, loaded) patcher is used: a plain build on the device will do.
+    with torch.device(device):
+        model = bltx.build_model(recipe)
     patcher = getattr(model, "patcher", None)
     fn = getattr(patcher, "entropies", None)
     if fn is None:
@@ -183,7 +184,7 @@ def precompute_entropies(recipe: Recipe) -> int:
     t0 = time.perf_counter()
     values = compute_entropies(
         stream, fn, chunk=recipe.data.seq_len, context=recipe.data.seq_len,
-        batch_size=max(8, recipe.data.batch_size), device=world.device, progress=progress,
+        batch_size=max(8, recipe.data.batch_size), device=device, progress=progress,
     )
     if bar is not None:
         bar.close()

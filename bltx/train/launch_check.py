@@ -12,7 +12,7 @@ import torch
 
 from bltx.errors import ConfigError
 from bltx.sections import Recipe
-from bltx.train.world import pick_device
+from bltx.device import pick_device
 
 GIB = 1024**3
 

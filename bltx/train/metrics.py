@@ -39,10 +39,13 @@ def human(x: float) -> str:
 def format_line(step: int, total: int, scalars: dict[str, float]) -> str:
     parts = [f"step {step:>{len(str(total))}}/{total}"]
     for key, value in scalars.items():
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if value is None:  # not measured this window (e.g. patches of a non-BLT model)
             continue
         name, fmt = _FORMATS.get(key, (key, "{:.4g}"))
-        text = human(value) if key.endswith("_per_s") else fmt.format(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            text = str(value)  # nan / inf shown, never dropped: a diverged run must be visible
+        else:
+            text = human(value) if key.endswith("_per_s") else fmt.format(value)
         parts.append(f"{name} {text}")
     return " | ".join(parts)
 
@@ -121,6 +124,12 @@ class MetricLogger:
         if self.enabled:
             self.bar.clear()
             print(text, flush=True)
+
+    def error(self, text: str) -> None:
+        """One line on stderr, `error: ...`, as every failure bltx reports."""
+        if self.enabled:
+            self.bar.clear()
+            print(f"error: {text}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if not self.enabled:

@@ -14,16 +14,34 @@ from bltx.registry import get_registry, register
 from bltx.sections import OptimizerConfig
 
 
+def _layout_key(p: torch.Tensor) -> tuple:
+    """Parameters that one fused/foreach kernel call can update together: plain tensors,
+    or DTensors on the same mesh with the same placements. A kernel given a mix fails
+    (`got mixed torch.Tensor and DTensor`), which is what TP without FSDP produces: the
+    latent blocks are DTensors, the local models plain tensors."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(p, DTensor):
+        mesh = p.device_mesh
+        return ("dtensor", tuple(mesh.mesh_dim_names or ()), tuple(mesh.mesh.flatten().tolist()),
+                tuple(str(pl) for pl in p.placements))
+    return ("plain",)
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+    """Decay / no-decay groups, each split further by parameter layout (see `_layout_key`).
+    The split depends on the launch layout, so checkpoints store optimizer state per
+    parameter name (flattened), never per group index: they load on any layout."""
+    groups: dict[tuple, dict] = {}
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+        decay = p.ndim >= 2
+        key = (decay, _layout_key(p))
+        if key not in groups:
+            groups[key] = {"params": [], "weight_decay": weight_decay if decay else 0.0}
+        groups[key]["params"].append(p)
+    return list(groups.values())
 
 
 def fused_supported(device: torch.device) -> bool:

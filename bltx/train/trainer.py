@@ -2,12 +2,20 @@
 checkpoints and clean stops on SIGTERM/SIGINT.
 
     trainer = Trainer(recipe)      # builds data, model, optimizer; resumes if it can
-    trainer.fit()                  # returns 0; on a signal saves a checkpoint and returns 0
+    trainer.fit()                  # 0 when done or stopped by a signal (after saving);
+                                   # EXIT_NONFINITE when a step diverged
 
 One optimizer step = `training.grad_accum` micro-batches of `data.batch_size` windows per
-rank. Losses are averaged over micro-batches and data-parallel ranks before logging.
-Everything distributed goes through `World` and `parallelize`, so the single-process path
-here is also the multi-process one.
+data-parallel rank; the global batch is `batch_size x dp` windows whatever the layout, and
+every layout reads the same windows in the same order (bltx/data/sampler.py). One build
+path (`build_training_model`) and one `World` serve every launch, a single process
+included (a 1-rank world), so the code that trains on one CPU is the code that trains on
+a mesh.
+
+Host syncs: one per step (the global gradient norm, read before the update so a NaN/inf
+step is never applied; it is the same value on every rank, so no extra collective) and
+one all-reduce per log step that carries the window's loss, bytes, patches and the stop
+flag together.
 """
 
 from __future__ import annotations
@@ -21,35 +29,25 @@ from pathlib import Path
 
 import torch
 
-import bltx
+from bltx.bytes import OFFSET
 from bltx.config import recipe_to_toml
 from bltx.data.loader import build_data_for_recipe, validation_batches
 from bltx.eval.bpb import autocast_context, batch_nll, evaluate_bpb
+from bltx.errors import BltxError
+from bltx.parallel import World, build_training_model, clip_grad_norm_
 from bltx.precision import resolve_dtype
 from bltx.sections import Recipe
 from bltx.train.checkpoint import CheckpointManager
 from bltx.train.metrics import MetricLogger
 from bltx.train.optim import build_optimizer
-from bltx.train.parallelize import build_training_model, clip_grad_norm, make_world
 from bltx.train.schedule import build_scheduler
-from bltx.train.world import World
+
+# Exit code of a run stopped by a non-finite loss or gradient (training.on_nonfinite = "stop").
+EXIT_NONFINITE = 3
 
 
-def build_model_for_training(recipe: Recipe, world: World) -> torch.nn.Module:
-    """Build the recipe's model on the training device with seeded initial weights.
-
-    Models that define `init_weights()` get it called (torchtitan-style: the scale path
-    builds on the meta device, shards, then `to_empty` + `init_weights`; this single-device
-    path builds directly on the device, where it is cheap).
-    """
-    torch.manual_seed(recipe.job.seed)
-    with torch.device(world.device):
-        model = bltx.build_model(recipe)
-    init = getattr(model, "init_weights", None)
-    if callable(init):
-        with torch.no_grad():
-            init()
-    return model
+class NonFiniteStep(BltxError):
+    """A step produced a NaN/inf loss or gradient norm; its update was not applied."""
 
 
 class Trainer:
@@ -57,12 +55,14 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, world: World | None = None):
         self.recipe = recipe
-        self.world = world or make_world(recipe)
+        self.world = world or World.from_env(recipe.job.device, recipe.parallelism)
         self.device = self.world.device
         self.dump_dir = Path(recipe.job.dump_dir)
         self.total_steps = recipe.training.steps
         self.step = 0
+        self.skipped_steps = 0
         self._stop_signal: int | None = None
+        self.dtype, dtype_reason = resolve_dtype(recipe.training.dtype, self.device)
 
         self.data = build_data_for_recipe(recipe)
         # Each data-parallel rank reads its own shard of every global batch.
@@ -75,7 +75,7 @@ class Trainer:
             if self.data.validation is not None and recipe.eval.interval > 0 else []
         )
 
-        self.model = build_training_model(recipe, self.world, build_model_for_training)
+        self.model = build_training_model(recipe, self.world)
         self.optimizer = build_optimizer(self.model, recipe.optimizer, self.device)
         self.scheduler = build_scheduler(self.optimizer, recipe.lr_scheduler, self.total_steps)
         self.checkpoints = CheckpointManager(
@@ -86,8 +86,9 @@ class Trainer:
             self.dump_dir, self.total_steps, enabled=self.world.is_main,
             tensorboard=recipe.metrics.tensorboard, progress_bar=recipe.metrics.progress_bar,
         )
-        dtype, why = resolve_dtype(recipe.training.dtype, self.device)
-        self.logger.message(f"precision: {dtype} ({why})")
+        self.logger.message(f"precision: {self.dtype} ({dtype_reason})")
+        if self.world.distributed:
+            self.logger.message(f"layout: {self.world.degrees.describe()} on {self.world.world_size} ranks")
         if self.world.is_main:
             (self.dump_dir / "recipe.toml").write_text(self.recipe_toml + "\n", encoding="utf-8")
         self.resumed_from = self._maybe_resume()
@@ -131,44 +132,70 @@ class Trainer:
 
     # ---- steps ---------------------------------------------------------------------------
 
-    def train_step(self) -> dict[str, torch.Tensor]:
-        """One optimizer step over `grad_accum` micro-batches; returns unsynced tensors."""
+    def train_step(self) -> dict:
+        """One optimizer step over `grad_accum` micro-batches. Returns this rank's unsynced
+        sums (nll, real bytes, patches) and the global grad norm; the update is applied only
+        when the norm is finite (`applied`)."""
         cfg = self.recipe.training
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        patches = torch.zeros((), device=self.device, dtype=torch.long)
-        n_bytes = 0
+        nll_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        real_bytes = torch.zeros((), device=self.device, dtype=torch.float64)
+        patches = torch.zeros((), device=self.device, dtype=torch.float64)
+        n_targets = 0
         for _ in range(cfg.grad_accum):
             batch = next(self.train_batches)
             ids = batch["ids"].to(self.device, non_blocking=True)
             targets = batch["targets"].to(self.device, non_blocking=True)
             ent = batch.get("entropies")
-            with autocast_context(self.device, cfg.dtype):
+            with autocast_context(self.device, self.dtype):
                 nll, starts = batch_nll(self.model, ids, targets, None if ent is None else ent.to(self.device))
-            loss = nll / targets.numel() / cfg.grad_accum
-            loss.backward()
-            loss_sum += loss.detach()
-            n_bytes += ids.numel()
+            (nll / targets.numel() / cfg.grad_accum).backward()
+            nll_sum += nll.detach().double()
+            real_bytes += (targets >= OFFSET).sum()
+            n_targets += targets.numel()
             if starts is not None:
                 patches += starts.sum()
-        grad_norm = clip_grad_norm(self.model, cfg.max_norm)
+        grad_norm = clip_grad_norm_(self.model.parameters(), cfg.max_norm if cfg.max_norm > 0 else float("inf"))
         lr = self.optimizer.param_groups[0]["lr"]  # the lr this step uses
-        self.optimizer.step()
+        # The one host sync of a step: never apply an update computed from NaN/inf. The norm
+        # is all-reduced, so every rank takes the same decision without another collective.
+        applied = bool(torch.isfinite(grad_norm))
+        if applied:
+            self.optimizer.step()
+        else:
+            self.skipped_steps += 1
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        return {"loss": loss_sum, "grad_norm": grad_norm, "patches": patches, "bytes": n_bytes, "lr": lr}
+        return {"nll": nll_sum, "real_bytes": real_bytes, "patches": patches, "targets": n_targets,
+                "grad_norm": grad_norm, "lr": lr, "applied": applied}
 
     def evaluate(self) -> dict[str, float]:
-        result = evaluate_bpb(self.model, self.val_batches, self.device, self.recipe.training.dtype,
-                              reduce_sum=self._dp_sum)
+        result = evaluate_bpb(self.model, self.val_batches, self.device, self.dtype,
+                              reduce_sum=self.world.dp_sum)
         return result.scalars()
 
-    def _dp_sum(self, value: torch.Tensor) -> torch.Tensor:
-        """Sum over data-parallel shards: ranks that share a shard (tensor parallel) count once."""
-        if not self.world.distributed:
-            return value
-        return self.world.sum(value) * (self.world.dp_size / self.world.world_size)
+    def _window_scalars(self, window: dict, elapsed: float) -> tuple[dict, bool]:
+        """Global metrics of a log window and the agreed stop flag, from one all-reduce.
+
+        Per-shard sums are identical on the TP ranks of a shard, so the world-wide sum
+        counts each shard `tp_size` times; the stop flag is summed as is (any rank asks)."""
+        flag = 1.0 if self._stop_signal is not None else 0.0
+        local = torch.stack([window["nll"], window["targets"], window["real_bytes"], window["patches"]]).double()
+        packed = torch.cat([local / self.world.tp_size, torch.tensor([flag], dtype=torch.float64, device=self.device)])
+        nll, n_targets, n_real, n_patches, stop = self.world.all_sum(packed).tolist()
+        scalars = {
+            "loss": nll / n_targets,
+            "bpb": nll / math.log(2) / max(1.0, n_real),
+            "bytes_per_s": n_targets / elapsed,
+            "patches_per_s": n_patches / elapsed if n_patches else None,
+            "mean_patch_length": n_targets / n_patches if n_patches else None,
+            "lr": window["lr"],
+            "grad_norm": float(window["grad_norm"]),
+        }
+        if self.skipped_steps:
+            scalars["skipped_steps"] = float(self.skipped_steps)
+        return scalars, stop > 0
 
     # ---- loop ----------------------------------------------------------------------------
 
@@ -186,33 +213,34 @@ class Trainer:
         try:
             if eval_every and self.step == 0:  # the untrained model: where the curve starts
                 self.logger.log(0, {"val_" + k: v for k, v in self.evaluate().items()}, split="val")
-            window_loss, window_steps, window_bytes, window_patches = 0.0, 0, 0, 0
+            window: dict | None = None
             t_window = time.perf_counter()
             while self.step < self.total_steps:
                 out = self.train_step()
-                window_steps += 1
-                window_bytes += out["bytes"]
-                # Syncs to the host only on log steps (no per-step .item()).
-                window_loss = out["loss"] if window_steps == 1 else window_loss + out["loss"]
-                window_patches = out["patches"] if window_steps == 1 else window_patches + out["patches"]
-                stopping = self._should_stop()
+                if window is None:
+                    window = dict(out)
+                    window["targets"] = torch.tensor(float(out["targets"]), dtype=torch.float64, device=self.device)
+                else:
+                    for key in ("nll", "real_bytes", "patches"):
+                        window[key] = window[key] + out[key]
+                    window["targets"] = window["targets"] + out["targets"]
+                    window.update(grad_norm=out["grad_norm"], lr=out["lr"])
+                diverged = not out["applied"] and rc.training.on_nonfinite == "stop"
                 last = self.step == self.total_steps
-                if self.step % log_every == 0 or last or stopping:
-                    elapsed = time.perf_counter() - t_window
-                    loss = self.world.mean(window_loss / window_steps).item()
-                    total_bytes = window_bytes * self.world.dp_size
-                    n_patches = int(self._dp_sum(window_patches).item())
-                    scalars = {
-                        "loss": loss,
-                        "bpb": loss / math.log(2),
-                        "bytes_per_s": total_bytes / elapsed,
-                        "patches_per_s": n_patches / elapsed if n_patches else None,
-                        "mean_patch_length": total_bytes / n_patches if n_patches else None,
-                        "lr": out["lr"],
-                        "grad_norm": float(out["grad_norm"]),
-                    }
+                # A single process needs no agreement: it reacts to a signal at once.
+                local_stop = not self.world.distributed and self._stop_signal is not None
+                stopping = False
+                if self.step % log_every == 0 or last or diverged or local_stop:
+                    scalars, stopping = self._window_scalars(window, time.perf_counter() - t_window)
                     self.logger.log(self.step, scalars)
-                    window_loss, window_steps, window_bytes, window_patches = 0.0, 0, 0, 0
+                    window = None
+                if not out["applied"]:
+                    self.logger.message(
+                        f"step {self.step}: non-finite loss or gradient norm "
+                        f"(grad_norm {float(out['grad_norm'])}); the update was not applied"
+                    )
+                if diverged:
+                    return self._stop_diverged()
                 if eval_every and not stopping and (self.step % eval_every == 0 or last):
                     self.logger.log(self.step, {"val_" + k: v for k, v in self.evaluate().items()}, split="val")
                 if stopping:
@@ -224,23 +252,30 @@ class Trainer:
                 if ckpt_every and (self.step % ckpt_every == 0 or last):
                     self.save_checkpoint()
                 self.logger.progress(self.step)
-                if window_steps == 0:  # a window starts after logging, eval and saving
+                if window is None:  # a window starts after logging, eval and saving
                     t_window = time.perf_counter()
             return 0
         finally:
             restore()
             self.logger.close()
 
+    def _stop_diverged(self) -> int:
+        """training.on_nonfinite = "stop": nothing is saved (the weights are those of the
+        last applied step, but the run has left its stable region); say where to resume."""
+        newest = self.checkpoints.latest()
+        where = f"the newest checkpoint is {newest}" if newest else "no checkpoint was saved"
+        self.logger.error(
+            f"step {self.step}: loss or gradient norm is not finite; stopped without applying "
+            f"the update ({where}); lower optimizer.lr, raise warmup or set "
+            f"training.on_nonfinite = \"skip\""
+        )
+        return EXIT_NONFINITE
+
     # ---- signals -------------------------------------------------------------------------
 
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
         """Ask the loop to save and stop after the current step (what the signals do)."""
         self._stop_signal = signum
-
-    def _should_stop(self) -> bool:
-        flag = torch.tensor(1.0 if self._stop_signal is not None else 0.0, device=self.device)
-        # Every rank must agree, or one would wait forever in the checkpoint's collectives.
-        return bool(self.world.sum(flag).item() > 0) if self.world.distributed else self._stop_signal is not None
 
     def _install_signal_handlers(self):
         if threading.current_thread() is not threading.main_thread():
