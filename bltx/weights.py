@@ -10,31 +10,27 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
-from contextlib import contextmanager
+import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
-import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
+from bltx import manifest
+from bltx.bundled import PREFIX as BUNDLED_PREFIX
+from bltx.bundled import bundled_path
+from bltx.dcp_io import load_state, quiet_dcp, read_metadata  # noqa: F401  (quiet_dcp re-exported)
 from bltx.errors import CheckpointError
+from bltx.manifest import MARKER
 
-BUNDLED_PREFIX = "bltx:"
-BUNDLED_DIR = Path(__file__).resolve().parent / "data" / "corpora"
-
-MARKER = "COMPLETE"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-@contextmanager
-def quiet_dcp():
-    # DCP warns on every call that it assumes a single process when no process group exists;
-    # that is exactly our single-process case, so the warning is noise.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.distributed.*")
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        yield
+def warn(message: str) -> None:
+    """One `warning:` line on stderr, from the first rank only (every rank finds the same)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def step_dir_name(step: int) -> str:
@@ -53,9 +49,47 @@ def complete_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def find_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint folder, a `checkpoints/` folder or a run's dump folder -> the newest
-    complete checkpoint in it. CheckpointError when there is none."""
+_legacy_noted: set[Path] = set()
+
+
+def checkpoint_problem(ckpt: Path, report: Callable[[str], None] = warn) -> str | None:
+    """Why checkpoint folder `ckpt` fails verification against its manifest, or None. A
+    legacy checkpoint (written before manifests) passes unverified, with a notice once."""
+    if not manifest.has_manifest(ckpt):
+        if ckpt not in _legacy_noted:
+            _legacy_noted.add(ckpt)
+            report(f"checkpoint {ckpt} has no manifest (written by an older bltx); loading it unverified")
+        return None
+    reason = manifest.problem(ckpt)
+    return None if reason is None else f"checkpoint {ckpt} failed verification: {reason}"
+
+
+def newest_good_checkpoint(folder: Path, report: Callable[[str], None] = warn) -> Path | None:
+    """The newest complete checkpoint in `folder` that verifies; each newer one that does not
+    is reported in one line and skipped (resume falls back to the last good save). None when
+    `folder` holds no complete checkpoint; CheckpointError when none of them verifies."""
+    found = complete_checkpoints(folder)
+    failures = []
+    for _, ckpt in reversed(found):
+        reason = checkpoint_problem(ckpt, report)
+        if reason is not None:
+            failures.append(reason)
+            continue
+        for text in failures:
+            report(f"{text}; falling back to {ckpt.name}")
+        return ckpt
+    if failures:
+        raise CheckpointError(
+            f"none of the {len(found)} checkpoints in {folder} passes verification (newest: "
+            f"{failures[0]}); move them away or use a fresh job.dump_dir"
+        )
+    return None
+
+
+def find_checkpoint(path: str | os.PathLike, report: Callable[[str], None] = warn) -> Path:
+    """A checkpoint folder, a `checkpoints/` folder or a run's dump folder -> a verified
+    checkpoint: the one named (CheckpointError if it fails verification), or the newest
+    good one in the folder. CheckpointError when there is none."""
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"checkpoint path {p} does not exist")
@@ -65,25 +99,24 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
                 f"checkpoint {p} is incomplete (no {MARKER} marker: its save was interrupted); "
                 f"use an earlier checkpoint"
             )
+        reason = checkpoint_problem(p, report)
+        if reason is not None:
+            raise CheckpointError(f"{reason}; use another checkpoint")
         return p
     for folder in (p / "checkpoints", p):
-        found = complete_checkpoints(folder)
-        if found:
-            return found[-1][1]
+        good = newest_good_checkpoint(folder, report)
+        if good is not None:
+            return good
     raise CheckpointError(f"no complete checkpoint under {p}")
 
 
 def latest_checkpoint(dump_dir: Path) -> Path | None:
-    found = complete_checkpoints(dump_dir / "checkpoints")
-    return found[-1][1] if found else None
+    return newest_good_checkpoint(dump_dir / "checkpoints")
 
 
 def saved_tensor_shapes(ckpt: Path, prefix: str = "model.") -> dict[str, tuple[torch.Size, torch.dtype]]:
     """Key (without `prefix`) -> (shape, dtype) of each tensor saved under `prefix`."""
-    try:
-        meta = dcp.FileSystemReader(str(ckpt)).read_metadata()
-    except Exception as exc:  # corrupt or foreign folder: say so in one line
-        raise CheckpointError(f"cannot read checkpoint metadata in {ckpt}: {exc}") from None
+    meta = read_metadata(ckpt)  # allow-listed unpickling: CheckpointError if anything else
     out = {}
     for key, item in meta.state_dict_metadata.items():
         if key.startswith(prefix) and isinstance(item, TensorStorageMetadata):
@@ -93,13 +126,7 @@ def saved_tensor_shapes(ckpt: Path, prefix: str = "model.") -> dict[str, tuple[t
 
 def bundled_file(name: str, suffix: str) -> Path:
     """`bltx:NAME` -> the file bltx/data/corpora/NAME (or NAME + suffix)."""
-    for candidate in (BUNDLED_DIR / name, BUNDLED_DIR / f"{name}{suffix}"):
-        if candidate.is_file():
-            return candidate
-    names = sorted(p.name for p in BUNDLED_DIR.iterdir() if p.suffix == suffix)
-    raise CheckpointError(
-        f"no bundled file '{BUNDLED_PREFIX}{name}'; bundled: {', '.join(BUNDLED_PREFIX + n for n in names)}"
-    )
+    return bundled_path(name, suffix, CheckpointError)
 
 
 def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -112,6 +139,8 @@ def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if text.startswith(BUNDLED_PREFIX):
         path = bundled_file(text[len(BUNDLED_PREFIX):], suffix=".pt")
     p = Path(path)
+    if p.exists() and not p.is_file() and not p.is_dir():
+        raise CheckpointError(f"{p} is not a regular file or folder; name a .pt file or a checkpoint folder")
     if p.is_file():
         try:
             state = torch.load(p, map_location="cpu", weights_only=True)
@@ -127,6 +156,5 @@ def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not shapes:
         raise CheckpointError(f"checkpoint {ckpt} holds no model tensors")
     model = {k: torch.empty(size, dtype=dtype) for k, (size, dtype) in shapes.items()}
-    with quiet_dcp():
-        dcp.load({"model": model}, checkpoint_id=str(ckpt))
+    load_state({"model": model}, ckpt)
     return model

@@ -5,15 +5,28 @@ Layout under the run's dump folder:
     checkpoints/
       step_00000200/           one complete checkpoint
         .metadata, *.distcp    DCP: model, optimizer, trainer state (step, scheduler, sampler)
-        rng_rank{r}.pt         each rank's RNG states (rank-local, so not in DCP)
+        rng_rank{r}.pt         each rank's RNG states (rank-local, so not in DCP; tensors and
+                               plain values, read with weights_only=True)
         recipe.toml            the merged recipe that produced it
+        meta.json              step, time, whether it holds optimizer state, whether finite
+        manifest.json          size and sha256 of every file above (bltx/manifest.py)
         COMPLETE               written last: a folder without it is never loaded
       .tmp_step_00000300/      a save in progress (or one a crash interrupted)
 
 A save writes everything into a `.tmp_*` folder, writes the `COMPLETE` marker, then renames
 the folder into place (atomic on one filesystem). A crash at any moment leaves the previous
 checkpoints untouched and at worst a stray `.tmp_*` folder, which the next save removes.
-Only the newest `keep_latest` complete checkpoints are kept.
+
+Loading verifies the manifest first: resume (`latest()`) skips, with one line each, newer
+checkpoints that fail and takes the newest good one; a checkpoint named explicitly that
+fails is a CheckpointError. Nothing is unpickled beyond DCP's own index classes
+(bltx/dcp_io.py).
+
+Pruning keeps the `keep_latest` most recent checkpoints, where this run's saves are the
+most recent (in the order it made them) and checkpoints already in the folder rank after
+them, newest step first; so a run started with `auto_resume = false` in a used folder never
+deletes what it just wrote. The most recent checkpoint saved with `finite=True` is never
+pruned, whatever came after it.
 
 `load_model_state(path)` gives the full, unsharded model state dict of a checkpoint for code
 that only wants weights (the entropy patcher, eval, export); it also reads plain `.pt`
@@ -24,12 +37,11 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import torch
 import torch.distributed.checkpoint as dcp
 from torch import nn
@@ -40,17 +52,25 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from bltx import manifest
+from bltx.dcp_io import load_state
 from bltx.errors import CheckpointError
+from bltx.train.rng_state import load_rng, save_rng
 from bltx.weights import (  # noqa: F401  (re-exported: the trainer's checkpoint API)
     MARKER,
     complete_checkpoints,
     find_checkpoint,
     latest_checkpoint,
     load_model_state,
+    newest_good_checkpoint,
     quiet_dcp,
     saved_tensor_shapes,
     step_dir_name,
+    warn,
 )
+
+META = "meta.json"
+
 
 def check_compatible(ckpt: Path, model_state: dict[str, torch.Tensor]) -> None:
     """CheckpointError (one line) unless the checkpoint holds exactly this model's tensors."""
@@ -77,36 +97,37 @@ def check_compatible(ckpt: Path, model_state: dict[str, torch.Tensor]) -> None:
     )
 
 
-def capture_rng() -> dict:
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def read_meta(ckpt: Path) -> dict:
+    """A checkpoint's meta.json ({} for one without); CheckpointError if it is garbage."""
+    path = ckpt / META
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}; use another checkpoint") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} does not hold a JSON object; use another checkpoint")
+    return meta
 
 
 class CheckpointManager:
-    """Saves and loads training checkpoints in `dump_dir/checkpoints` (see module docstring)."""
+    """Saves and loads training checkpoints in `dump_dir/checkpoints` (see module docstring).
+    `log` receives one-line notices (a checkpoint skipped for failing verification, ...)."""
 
-    def __init__(self, dump_dir: Path, keep_latest: int = 2, rank: int = 0, barrier=lambda: None):
+    def __init__(self, dump_dir: Path, keep_latest: int = 2, rank: int = 0, barrier=lambda: None,
+                 log: Callable[[str], None] | None = None):
         self.folder = Path(dump_dir) / "checkpoints"
         self.keep_latest = max(1, keep_latest)
         self.rank = rank
         self.barrier = barrier
+        self.log = log or warn
+        self.saved: list[Path] = []  # this run's saves, oldest first
 
     def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-             trainer_state: dict, recipe_toml: str = "") -> Path:
+             trainer_state: dict, recipe_toml: str = "", finite: bool = True) -> Path:
+        """Save atomically; `finite=False` marks a state with non-finite loss or weights
+        (kept out of "the newest finite checkpoint", which pruning never deletes)."""
         final = self.folder / step_dir_name(step)
         tmp = self.folder / f".tmp_{final.name}"
         if self.rank == 0:
@@ -120,15 +141,21 @@ class CheckpointManager:
             state["optimizer"] = get_optimizer_state_dict(model, optimizer)
         with quiet_dcp():
             dcp.save(state, checkpoint_id=str(tmp))
-        torch.save(capture_rng(), tmp / f"rng_rank{self.rank}.pt")
+        save_rng(tmp / f"rng_rank{self.rank}.pt")
         self.barrier()
         if self.rank == 0:
             if recipe_toml:
                 (tmp / "recipe.toml").write_text(recipe_toml + "\n", encoding="utf-8")
-            meta = {"step": step, "time": time.time(), "has_optimizer": optimizer is not None}
-            (tmp / "meta.json").write_text(json.dumps(meta) + "\n")
+            meta = {"step": step, "time": time.time(), "has_optimizer": optimizer is not None,
+                    "finite": bool(finite)}
+            (tmp / META).write_text(json.dumps(meta) + "\n")
+            manifest.write_manifest(tmp, step)  # every rank's files are in by the barrier
             _write_synced(tmp / MARKER, f"{step}\n")
             self._install(tmp, final)
+        if final in self.saved:
+            self.saved.remove(final)
+        self.saved.append(final)
+        if self.rank == 0:
             self._prune()
         self.barrier()
         return final
@@ -148,43 +175,65 @@ class CheckpointManager:
             shutil.rmtree(old, ignore_errors=True)
 
     def _prune(self) -> None:
-        found = complete_checkpoints(self.folder)
-        for _, path in found[: -self.keep_latest]:
-            shutil.rmtree(path, ignore_errors=True)
+        found = [path for _, path in complete_checkpoints(self.folder)]
+        # Most recent first: this run's saves (newest first), then older ones (highest step first).
+        mine = [p for p in reversed(self.saved) if p in found]
+        order = mine + [p for p in reversed(found) if p not in mine]
+        keep = set(order[: self.keep_latest])
+        newest_finite = next((p for p in order if _is_finite(p)), None)
+        if newest_finite is not None:
+            keep.add(newest_finite)
+        for path in order:
+            if path not in keep:
+                shutil.rmtree(path, ignore_errors=True)
         # Leftovers of interrupted saves (none can be in progress: saves are sequential).
         for child in self.folder.iterdir():
             if child.name.startswith(".tmp_") or child.name.startswith(".old_"):
                 shutil.rmtree(child, ignore_errors=True)
 
     def latest(self) -> Path | None:
-        found = complete_checkpoints(self.folder)
-        return found[-1][1] if found else None
+        """The newest checkpoint that passes verification (see module docstring); None when
+        there is none at all, CheckpointError when there are some but none verifies."""
+        return newest_good_checkpoint(self.folder, self.log)
 
     def load(self, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
              trainer_state: dict) -> dict:
         """Load `path` into model (+ optimizer) in place; returns the trainer state filled
-        from the checkpoint (`trainer_state` gives its structure)."""
-        path = find_checkpoint(path)
+        from the checkpoint (`trainer_state` gives its structure). `path` is verified
+        first: CheckpointError (one line) if it fails."""
+        path = find_checkpoint(path, self.log)
         model_state = get_model_state_dict(model)
         check_compatible(path, model_state)
         state = {"model": model_state, "trainer": trainer_state}
         if optimizer is not None:
-            meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").is_file() else {}
-            if not meta.get("has_optimizer", True):
+            if not read_meta(path).get("has_optimizer", True):
                 raise CheckpointError(f"checkpoint {path} has no optimizer state; it cannot resume training")
             state["optimizer"] = get_optimizer_state_dict(model, optimizer)
-        with quiet_dcp():
-            try:
-                dcp.load(state, checkpoint_id=str(path))
-            except Exception as exc:
-                raise CheckpointError(f"cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        load_state(state, path)
         set_model_state_dict(model, state["model"])
         if optimizer is not None:
             set_optimizer_state_dict(model, optimizer, state["optimizer"])
         rng = path / f"rng_rank{self.rank}.pt"
         if rng.is_file():
-            restore_rng(torch.load(rng, weights_only=False))
+            self._restore_rng(path, rng)
         return state["trainer"]
+
+    def _restore_rng(self, ckpt: Path, rng: Path) -> None:
+        if manifest.has_manifest(ckpt):
+            load_rng(rng)
+            return
+        try:  # a legacy checkpoint's RNG file is a full pickle, which bltx no longer reads
+            load_rng(rng)
+        except CheckpointError:
+            self.log(f"not restoring RNG state from {rng} (older format); the resumed run "
+                     f"continues but is not bit-exact")
+
+
+def _is_finite(ckpt: Path) -> bool:
+    try:
+        return read_meta(ckpt).get("finite", True) is True
+    except CheckpointError:
+        return False
 
 
 def export_model_state(path: str | os.PathLike, out: str | os.PathLike, dtype: str = "") -> Path:
