@@ -203,6 +203,7 @@ class Trainer:
         rc = self.recipe
         log_every = max(1, rc.metrics.log_interval)
         eval_every = rc.eval.interval if self.val_batches else 0
+        # checkpoint.interval = 0: save only at the end (and on a stop signal).
         ckpt_every = rc.checkpoint.interval if rc.checkpoint.enable else 0
         if self.step >= self.total_steps:
             self.logger.message(f"already at step {self.step} of {self.total_steps}; nothing to train "
@@ -249,7 +250,7 @@ class Trainer:
                     name = signal.Signals(self._stop_signal).name if self._stop_signal else "stop"
                     self.logger.message(f"stopped by {name} at step {self.step}; resume by running the same command")
                     return 0
-                if ckpt_every and (self.step % ckpt_every == 0 or last):
+                if rc.checkpoint.enable and (last or (ckpt_every and self.step % ckpt_every == 0)):
                     self.save_checkpoint()
                 self.logger.progress(self.step)
                 if window is None:  # a window starts after logging, eval and saving
