@@ -150,7 +150,11 @@ def to_dataclass(cls: type, table: dict, where: str = "") -> Any:
     except TypeError as exc:  # a required field was not given
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
     except ValueError as exc:  # __post_init__ checks raise ValueError with a reason
-        raise ConfigError(f"{where or cls.__name__}: {exc}") from None
+        text = str(exc)
+        # Section checks name their key in full ("training.steps = -1: ..."): no prefix then.
+        if not (where and text.startswith(f"{where}.")):
+            text = f"{where or cls.__name__}: {text}"
+        raise ConfigError(text) from None
 
 
 def to_table(obj: Any) -> Any:

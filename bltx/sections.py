@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bltx.checks import at_least, between, check_sampling, positive, require
 from bltx.schema import component
+
+# What job.device may name ("cuda:N" also, for any N).
+DEVICES = ("auto", "cpu", "cuda")
+# generate.max_bytes above this would size the KV caches past any sensible use.
+MAX_GENERATE_BYTES = 1 << 20
 
 
 @dataclass
@@ -23,6 +29,11 @@ class JobConfig:
     plugins: list[str] = field(default_factory=list)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     description: str = ""
+
+    def __post_init__(self):
+        index = self.device.partition("cuda:")[2]
+        require(self.device in DEVICES or index.isdigit(), "job.device", self.device,
+                "must be one of auto, cpu, cuda, cuda:N")
 
 
 @dataclass
@@ -42,8 +53,7 @@ class DataConfig:
             raise ValueError(f"data.seq_len must be >= 2, got {self.seq_len}")
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError("data.validation_fraction must be in [0, 1)")
+        between("data.validation_fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
 
 
 @dataclass
@@ -55,6 +65,14 @@ class OptimizerConfig:
     eps: float = 1e-8
     fused: bool = True  # used only where the device supports it
 
+    def __post_init__(self):
+        positive("optimizer.lr", self.lr)
+        at_least("optimizer.weight_decay", self.weight_decay, 0.0)
+        require(len(self.betas) == 2, "optimizer.betas", self.betas, "must be two numbers, e.g. [0.9, 0.95]")
+        for i, beta in enumerate(self.betas):
+            between(f"optimizer.betas[{i}]", beta, 0.0, 1.0, high_open=True)
+        positive("optimizer.eps", self.eps)
+
 
 @dataclass
 class LRSchedulerConfig:
@@ -63,6 +81,11 @@ class LRSchedulerConfig:
     min_lr_ratio: float = 0.1
     # Warmup-stable-decay: fraction of steps spent in the final decay.
     decay_fraction: float = 0.2
+
+    def __post_init__(self):
+        at_least("lr_scheduler.warmup_steps", self.warmup_steps, 0)
+        between("lr_scheduler.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0, note=" (a fraction of optimizer.lr)")
+        between("lr_scheduler.decay_fraction", self.decay_fraction, 0.0, 1.0, note=" (a fraction of training.steps)")
 
 
 @dataclass
@@ -76,6 +99,11 @@ class TrainingConfig:
     # with one line and a non-zero exit (the newest checkpoint stays the last finite one);
     # "skip": drop that update, count it, and go on.
     on_nonfinite: Literal["stop", "skip"] = "stop"
+
+    def __post_init__(self):
+        at_least("training.steps", self.steps, 0)
+        at_least("training.grad_accum", self.grad_accum, 1, " (micro-batches per optimizer step)")
+        at_least("training.max_norm", self.max_norm, 0.0, " (0: no clipping)")
 
 
 @dataclass
@@ -105,11 +133,17 @@ class ActivationCheckpointConfig:
 @dataclass
 class CheckpointConfig:
     enable: bool = True
+    # Save every `interval` steps and at the end; 0: only at the end (and on SIGTERM/SIGINT).
     interval: int = 500
     keep_latest: int = 2
     load_path: str = ""
-    # Resume automatically from the newest checkpoint in the dump folder.
+    # Resume automatically from the newest checkpoint in the dump folder that passes
+    # verification (its manifest); newer ones that fail are reported and skipped.
     auto_resume: bool = True
+
+    def __post_init__(self):
+        at_least("checkpoint.interval", self.interval, 0, " (0: save only at the end)")
+        at_least("checkpoint.keep_latest", self.keep_latest, 1)
 
 
 @dataclass
@@ -118,6 +152,9 @@ class MetricsConfig:
     tensorboard: bool = True
     progress_bar: bool = True
 
+    def __post_init__(self):
+        at_least("metrics.log_interval", self.log_interval, 1)
+
 
 @dataclass
 class EvalConfig:
@@ -125,6 +162,10 @@ class EvalConfig:
     steps: int = 20
     path: str = ""
     checkpoint: str = ""
+
+    def __post_init__(self):
+        at_least("eval.interval", self.interval, 0, " (0: no evaluation during training)")
+        at_least("eval.steps", self.steps, 0, " (0: every window)")
 
 
 @dataclass
@@ -136,6 +177,11 @@ class GenerateConfig:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     checkpoint: str = ""
+
+    def __post_init__(self):
+        require(0 <= self.max_bytes <= MAX_GENERATE_BYTES, "generate.max_bytes", self.max_bytes,
+                f"must be in [0, {MAX_GENERATE_BYTES}]")
+        check_sampling(self.temperature, self.top_k, self.top_p, prefix="generate.")
 
 
 @dataclass
@@ -156,8 +202,10 @@ class CalibrateConfig:
     weights_dtype: Literal["float32", "bfloat16"] = "float32"
 
     def __post_init__(self):
-        if self.target_patch_length < 1.0:
-            raise ValueError(f"calibrate.target_patch_length must be >= 1, got {self.target_patch_length}")
+        at_least("calibrate.target_patch_length", self.target_patch_length, 1.0)
+        at_least("calibrate.batches", self.batches, 1)
+        if self.max_patch_length is not None:
+            at_least("calibrate.max_patch_length", self.max_patch_length, 1)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from bltx.bytes import EOS_ID, OFFSET
+from bltx.checks import check_sampling
 
 
 @dataclass
@@ -21,12 +22,7 @@ class SamplingConfig:
     allow_eos: bool = True
 
     def __post_init__(self):
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        check_sampling(self.temperature, self.top_k, self.top_p)
 
 
 def mask_special(logits: torch.Tensor, allow_eos: bool) -> torch.Tensor:

@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from bltx.checks import finite, require
 from bltx.errors import CheckpointError
 from bltx.model.attention import attention_backend, check_backend_name
 from bltx.patching.base import Patcher
@@ -66,6 +67,11 @@ class EntropyPatcher(Patcher):
         attention: str = "sdpa"
 
         def __post_init__(self):
+            # NaN compares false with every entropy: no byte would ever open a patch.
+            require(finite(self.threshold), "threshold", self.threshold, "must be a finite number")
+            if self.relative_threshold is not None:
+                require(finite(self.relative_threshold), "relative_threshold", self.relative_threshold,
+                        "must be a finite number")
             if self.rule == "monotonic" and self.relative_threshold is None:
                 raise ValueError("rule = 'monotonic' needs relative_threshold")
             if self.max_patch_length is not None and self.max_patch_length < 1:
