@@ -26,6 +26,9 @@ from bltx.sections import Recipe
 
 
 def read_toml(path: Path) -> dict:
+    if path.exists() and not path.is_file() and not path.is_dir():
+        # A FIFO or device would block or stream forever.
+        raise ConfigError(f"recipe path {path} is not a regular file (a pipe, device or socket); name a TOML file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -81,6 +84,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"--set '{text}': expected KEY=VALUE, e.g. --set training.steps=50")
     key, raw = text.split("=", 1)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable argv bytes arrive as lone surrogates
+        raise ConfigError(f"--set {key.strip()}=...: the value is not valid UTF-8 text; pass UTF-8") from None
     parts = [p.strip() for p in key.strip().split(".")]
     if not all(parts):
         raise ConfigError(f"--set '{text}': empty key part in '{key}'")

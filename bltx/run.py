@@ -8,9 +8,11 @@ stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
-from bltx.errors import BltxError
+from bltx.errors import BltxError, ConfigError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,8 +53,39 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except BltxError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return fail("interrupted (Ctrl-C); completed checkpoints are kept, run the same command to resume", 130)
+    except OSError as exc:  # disk full, permissions, a vanished file: the system said no
+        return fail(f"{os_error_text(exc)}; fix that and run again (completed checkpoints are kept)")
+    except MemoryError:
+        return fail("out of host memory; lower data.batch_size, data.seq_len or generate.max_bytes")
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    return code
+
+
+def os_error_text(exc: OSError) -> str:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    names = [n for n in (exc.filename, exc.filename2) if n]
+    return f"{reason}: {' -> '.join(map(str, names))}" if names else reason
+
+
+def check_dump_dir(path: str) -> None:
+    """ConfigError (one line) when job.dump_dir cannot be a folder bltx writes to. Checked
+    without creating it: the tasks create it when they first write."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"job.dump_dir {p} exists and is not a folder; set job.dump_dir to a folder path")
+    parent = p
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"job.dump_dir {p} cannot be created: {parent} is a file; set job.dump_dir elsewhere")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"job.dump_dir {p} cannot be created or written: {parent} is not writable; set job.dump_dir elsewhere")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,9 +99,13 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from bltx.plan import print_plan
 
+        if args.world_size < 0:
+            raise ConfigError(f"--world-size {args.world_size}: must be >= 1 (or 0: as the recipe's degrees need)")
+
         print_plan(recipe, world_size=args.world_size)
         return 0
     task = get_registry("task").get(recipe.job.task, where="job.task")
+    check_dump_dir(recipe.job.dump_dir)
     result = task(recipe)
     return int(result or 0)
 

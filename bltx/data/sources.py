@@ -1,39 +1,35 @@
-"""Byte sources: recipe paths (files, globs, bundled corpora) -> memory-mapped byte arrays.
+"""Byte sources: recipe paths (files, globs, bundled corpora) -> files read on demand.
 
 Every file is read as raw bytes, text or binary alike: bltx never decodes, so non-UTF-8
-bytes are data like any other. Files are memory-mapped with numpy, so a corpus larger than
-RAM costs only the pages a batch touches.
+bytes are data like any other. A batch reads just the bytes it needs (`os.pread`), so a
+corpus larger than RAM costs nothing up front. Files are not memory-mapped: a map holds a
+descriptor per file (a folder corpus could exceed `ulimit -n`) and turns a file truncated
+under a running job into SIGBUS. Instead a small shared cache keeps at most
+`MAX_OPEN_FILES` descriptors, and every read checks the file's size and mtime against what
+they were at open, so a changed file is a clear DataError.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import stat
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bltx.bundled import PREFIX as BUNDLED_PREFIX
+from bltx.bundled import bundled_path
 from bltx.errors import DataError
 
-BUNDLED_PREFIX = "bltx:"
-CORPORA_DIR = Path(__file__).resolve().parent / "corpora"
-
-
-def bundled_names() -> list[str]:
-    """Names usable as `bltx:NAME` (stems of the files in bltx/data/corpora)."""
-    return sorted({p.name.split(".")[0] for p in CORPORA_DIR.iterdir() if p.is_file() and p.suffix == ".txt"})
+MAX_OPEN_FILES = 64
 
 
 def resolve_bundled(name: str, suffix: str = ".txt") -> Path:
     """`tiny_shakespeare` -> bltx/data/corpora/tiny_shakespeare.txt (or NAME exactly)."""
-    for candidate in (CORPORA_DIR / name, CORPORA_DIR / f"{name}{suffix}"):
-        if candidate.is_file():
-            return candidate
-    raise DataError(
-        f"no bundled corpus '{BUNDLED_PREFIX}{name}'; bundled: "
-        + ", ".join(f"{BUNDLED_PREFIX}{n}" for n in bundled_names())
-    )
+    return bundled_path(name, suffix, DataError)
 
 
 def expand_paths(patterns: list[str] | tuple[str, ...], base: Path | None = None) -> list[Path]:
@@ -65,19 +61,31 @@ def _match(pattern: str, root: Path) -> list[Path]:
     path = Path(os.path.expanduser(pattern))
     if not path.is_absolute():
         path = root / path
-    if path.is_file():
-        return [path]
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file())
-    if glob.has_magic(str(path)):
-        # Sorted so the stream (and so every batch) does not depend on directory order.
-        return sorted(Path(p) for p in glob.glob(str(path), recursive=True) if os.path.isfile(p))
-    return []
+        found = list(path.rglob("*"))
+    elif glob.has_magic(str(path)):
+        found = [Path(p) for p in glob.glob(str(path), recursive=True)]
+    else:
+        found = [path] if os.path.lexists(path) else []
+    # Sorted so the stream (and so every batch) does not depend on directory order.
+    return sorted(p for p in found if _regular(p))
+
+
+def _regular(path: Path) -> bool:
+    """True for a regular file, False for a folder; DataError for anything else (a FIFO
+    would block the reader, a device or socket is no corpus)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise DataError(f"data.paths: {path} cannot be read (a broken link?); fix or remove it") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return stat.S_ISREG(mode)
+    raise DataError(f"data.paths: {path} is not a regular file (a pipe, device or socket); remove it from data.paths")
 
 
 @dataclass
 class ByteFile:
-    """One document: a file's bytes as a read-only uint8 array (memory-mapped when non-empty)."""
+    """One document held in memory (tests, small inputs): bytes as a uint8 array."""
 
     path: Path
     data: np.ndarray
@@ -85,19 +93,73 @@ class ByteFile:
     def __len__(self) -> int:
         return int(self.data.shape[0])
 
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        return self.data[lo:hi]
 
-def open_bytes(path: Path) -> ByteFile:
-    """Memory-map a file as uint8. Empty files get an empty array (numpy cannot map them)."""
+
+class DiskFile:
+    """One document on disk, read on demand; size and mtime are those seen at open."""
+
+    def __init__(self, path: Path, size: int, mtime_ns: int):
+        self.path = path
+        self.size = size
+        self.mtime_ns = mtime_ns
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        """Bytes [lo, hi) as uint8; DataError if the file changed since it was opened."""
+        fd = _descriptors.get(self.path)
+        st = os.fstat(fd)  # a cheap syscall on an open descriptor: checked on every read
+        data = os.pread(fd, hi - lo, lo)
+        if st.st_size != self.size or st.st_mtime_ns != self.mtime_ns or len(data) != hi - lo:
+            raise DataError(
+                f"data file {self.path} changed during the run (size {self.size} -> {st.st_size} "
+                f"bytes, or rewritten); restore it, or start a fresh run (job.dump_dir) on the new data"
+            )
+        return np.frombuffer(data, dtype=np.uint8)
+
+
+class _Descriptors:
+    """At most MAX_OPEN_FILES open descriptors, least recently used closed first."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.open: OrderedDict[Path, int] = OrderedDict()
+
+    def get(self, path: Path) -> int:
+        fd = self.open.get(path)
+        if fd is not None:
+            self.open.move_to_end(path)
+            return fd
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise DataError(f"cannot read data file {path}: {exc.strerror}; it vanished or lost permissions during the run") from None
+        self.open[path] = fd
+        while len(self.open) > self.limit:
+            _, old = self.open.popitem(last=False)
+            os.close(old)
+        return fd
+
+
+_descriptors = _Descriptors(MAX_OPEN_FILES)
+
+
+def open_bytes(path: Path) -> DiskFile:
+    """Record a file's size and mtime, and check now that it can be read."""
     try:
-        size = path.stat().st_size
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise DataError(f"cannot read data file {path}: {exc.strerror}") from None
-    if size == 0:
-        return ByteFile(path, np.zeros(0, dtype=np.uint8))
-    try:
-        return ByteFile(path, np.memmap(path, dtype=np.uint8, mode="r"))
-    except OSError as exc:
-        raise DataError(f"cannot memory-map data file {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"data.paths: {path} is not a regular file (a pipe, device or socket); remove it from data.paths")
+    return DiskFile(path, st.st_size, st.st_mtime_ns)
 
 
 def open_sources(patterns: list[str] | tuple[str, ...], base: Path | None = None) -> list[ByteFile]:

@@ -1,6 +1,6 @@
 """One id stream over many documents: `[BOS] doc0 EOS [BOS] doc1 EOS ...`, never materialised.
 
-Documents stay memory-mapped; `IdStream.read(start, n)` fills just the ids asked for, so the
+Documents stay on disk; `IdStream.read(start, n)` reads just the bytes asked for, so the
 cost of a batch does not depend on the corpus size. `StreamView` is a contiguous slice of a
 stream (the train or the validation split) and carries the optional per-position entropies
 stored beside the data (precomputed patching).
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from bltx.bytes import BOS_ID, EOS_ID, OFFSET
-from bltx.data.sources import ByteFile
+from bltx.data.sources import ByteFile, DiskFile
 
 
 class IdStream:
     """Documents joined into one virtual stream of ids (byte b -> b + 4, BOS=1, EOS=2)."""
 
-    def __init__(self, docs: list[ByteFile], add_bos: bool = True):
+    def __init__(self, docs: list[ByteFile | DiskFile], add_bos: bool = True):
         self.docs = docs
         self.bos = int(add_bos)
         # Each document contributes [BOS] + bytes + EOS.
@@ -48,8 +48,8 @@ class IdStream:
 
     def _fill_doc(self, out: np.ndarray, doc: int, local: int) -> None:
         """Write the ids of document `doc` from its layout offset `local` into `out`."""
-        data = self.docs[doc].data
-        n = len(data)
+        document = self.docs[doc]
+        n = len(document)
         # Layout coordinates -> byte coordinates: -1 is BOS, n is EOS.
         lo = local - self.bos
         hi = lo + len(out)
@@ -57,7 +57,7 @@ class IdStream:
         out[:head] = BOS_ID
         b0, b1 = max(lo, 0), min(hi, n)
         if b1 > b0:
-            out[head : head + b1 - b0] = data[b0:b1].astype(np.int64) + OFFSET
+            out[head : head + b1 - b0] = document.read(b0, b1).astype(np.int64) + OFFSET
         if hi > n:  # the EOS slot is included
             out[-1] = EOS_ID
 

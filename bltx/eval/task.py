@@ -64,6 +64,9 @@ def load_trained_model(recipe: Recipe, ckpt: Path, device: torch.device) -> torc
             f"checkpoint {ckpt} does not fit the model: missing {sorted(missing)[:3]}, "
             f"unexpected {sorted(unexpected)[:3]}"
         )
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # a diverged run: every output would be NaN
+        raise CheckpointError(f"checkpoint {ckpt} holds non-finite weights (e.g. '{bad}'); use an earlier checkpoint")
     return model.eval()
 
 

@@ -1,0 +1,86 @@
+"""Task failure modes end in one stderr line: exit 2 for bad input and system errors (disk
+full, a pipe as the recipe, a dump folder that is a file), 130 for Ctrl-C. Through the CLI's
+entry point (`bltx.run.main`), in-process to keep it fast."""
+
+import errno
+import os
+
+import pytest
+import torch
+
+from bltx.config import load_recipe
+from bltx.run import main
+from bltx.train import checkpoint as ck
+from bltx.train.trainer import Trainer
+from test_train_generic_model import write_recipe
+
+
+def one_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A one-step run: its recipe and dump folder."""
+    folder = tmp_path_factory.mktemp("trained")
+    recipe = write_recipe(folder, training={"steps": 1}, checkpoint={"interval": 1})
+    Trainer(load_recipe(recipe)).fit()
+    return recipe
+
+
+def test_a_fifo_as_recipe_is_refused_not_read(tmp_path, capsys):
+    fifo = tmp_path / "recipe.toml"
+    os.mkfifo(fifo)
+    assert main([str(fifo)]) == 2
+    assert "is not a regular file" in one_line(capsys)
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--dry-run", "--world-size", "-1"], "--world-size -1: must be >= 1"),
+    (["--set", "job.dump_dir={file}"], "exists and is not a folder"),
+    (["--set", "job.dump_dir={file}/sub"], "is a file; set job.dump_dir elsewhere"),
+    (["--set", "generate.prompt=\udcff\udcfe", "--print-config"], "not valid UTF-8"),
+])
+def test_bad_launch_is_one_line(tmp_path, capsys, trained, args, expected):
+    (tmp_path / "f").write_text("")
+    args = [a.replace("{file}", str(tmp_path / "f")) for a in args]
+    assert main([str(trained), *args]) == 2
+    assert expected in one_line(capsys)
+
+
+def test_disk_full_during_a_save_is_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    recipe = write_recipe(tmp_path, training={"steps": 4}, checkpoint={"interval": 2})
+    real_save = ck.dcp.save
+
+    def save_until_full(state, checkpoint_id):
+        if "step_00000004" in str(checkpoint_id):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(checkpoint_id))
+        real_save(state, checkpoint_id=checkpoint_id)
+
+    monkeypatch.setattr(ck.dcp, "save", save_until_full)
+    assert main([str(recipe)]) == 2
+    assert "No space left on device" in one_line(capsys)
+    assert ck.CheckpointManager(tmp_path / "run").latest().name == "step_00000002"
+
+
+def test_ctrl_c_during_generate_exits_130_with_one_line(capsys, monkeypatch, trained):
+    import bltx.infer.task as task
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(task, "generate", interrupted)
+    assert main([str(trained), "--set", "job.task=generate"]) == 130
+    assert "interrupted" in one_line(capsys)
+
+
+def test_generating_from_a_diverged_checkpoint_is_refused(tmp_path, capsys):
+    recipe = write_recipe(tmp_path, training={"steps": 1})
+    trainer = Trainer(load_recipe(recipe))
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    trainer.checkpoints.save(1, trainer.model, trainer.optimizer, trainer.trainer_state(), finite=False)
+    assert main([str(recipe), "--set", "job.task=generate"]) == 2
+    assert "holds non-finite weights" in one_line(capsys)

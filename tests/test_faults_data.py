@@ -1,0 +1,101 @@
+"""Data faults: a corpus of many files holds no descriptor per file, a file changed under a
+run is a clear error (not SIGBUS), FIFOs and other non-regular files are refused, and
+`bltx:NAME` cannot leave the bundled folder. Each user-facing case is one stderr line,
+exit 2, through the CLI's entry point."""
+
+import os
+
+import pytest
+
+from bltx.data import IdStream, open_sources
+from bltx.data.sources import MAX_OPEN_FILES
+from bltx.errors import CheckpointError, DataError
+from bltx.run import main
+from bltx.weights import load_model_state
+from test_train_generic_model import write_recipe
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def one_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def test_many_files_keep_few_descriptors_open(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(MAX_OPEN_FILES * 3):
+        (folder / f"{i:04d}.txt").write_bytes(bytes([65 + i % 26]) * 10)
+    before = open_fds()
+    stream = IdStream(open_sources([str(folder)]))
+    assert open_fds() == before  # opening holds nothing
+    ids = stream.read(0, len(stream))
+    assert open_fds() <= before + MAX_OPEN_FILES
+    assert len(ids) == MAX_OPEN_FILES * 3 * 12 and ids[1] == 65 + 4
+
+
+@pytest.mark.parametrize("change", ["truncate", "rewrite_same_size"])
+def test_a_file_changed_under_the_run_is_a_clear_error(tmp_path, change):
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"x" * 1000)
+    stream = IdStream(open_sources([str(path)]))
+    stream.read(0, 100)
+    if change == "truncate":
+        os.truncate(path, 10)
+    else:
+        path.write_bytes(b"y" * 1000)
+        os.utime(path, ns=(1, 1))
+    with pytest.raises(DataError, match="changed during the run"):
+        stream.read(500, 100)
+
+
+def test_non_regular_files_in_data_paths_are_refused(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="pipe is not a regular file"):
+        open_sources([str(fifo)])
+    (tmp_path / "a.txt").write_text("hello")
+    with pytest.raises(DataError, match="pipe is not a regular file"):
+        open_sources([str(tmp_path)])  # found by walking a folder, too
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "..", "sub/file"])
+def test_bundled_names_cannot_leave_the_bundled_folder(name):
+    with pytest.raises(DataError, match="not a bundled file name"):
+        open_sources([f"bltx:{name}"])
+    with pytest.raises(CheckpointError, match="not a bundled file name"):
+        load_model_state(f"bltx:{name}")
+
+
+def test_cli_one_line_for_a_fifo_in_data_paths(tmp_path, capsys):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    recipe = write_recipe(tmp_path, data={"paths": [str(fifo)], "seq_len": 64, "batch_size": 4})
+    assert main([str(recipe)]) == 2
+    assert "is not a regular file" in one_line(capsys)
+
+
+def test_cli_one_line_when_the_corpus_is_truncated_mid_run(tmp_path, capsys, monkeypatch):
+    from bltx.train.trainer import Trainer
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(bytes(range(32, 127)) * 200)
+    recipe = write_recipe(tmp_path, data={"paths": [str(corpus)], "seq_len": 64, "batch_size": 4,
+                                          "validation_fraction": 0.0},
+                          training={"steps": 6}, checkpoint={"interval": 2})
+    real_step = Trainer.train_step
+
+    def step_then_truncate(self):
+        out = real_step(self)
+        if self.step == 3:
+            os.truncate(corpus, 100)
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_truncate)
+    assert main([str(recipe)]) == 2
+    assert "corpus.txt changed during the run" in one_line(capsys)
+    assert (tmp_path / "run" / "checkpoints" / "step_00000002" / "COMPLETE").is_file()
