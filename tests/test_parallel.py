@@ -1,6 +1,7 @@
-"""Single-process tests of bltx.parallel: mesh degrees, one-line errors, plans, float8
-filter, activation checkpointing, meta-device init, grad clipping, checkpoints, memory.
-Multi-process runs are in test_parallel_dist.py."""
+"""Single-process tests of bltx.parallel on the real model and trainer: mesh degrees,
+one-line errors, plans, float8 filter and conversion, activation checkpointing, seeded
+layout-independent init, grad clipping, memory estimates. Multi-process launches of the
+real CLI are in test_launch_matrix.py."""
 
 from __future__ import annotations
 
@@ -8,20 +9,50 @@ import pytest
 import torch
 from torch import nn
 
-from parallel_helpers import (
-    TinyConfig, TinyLlama, blt_model, make_batches, make_optimizer, reference_state, train,
-)
+import json
 
-from bltx.errors import CheckpointError, ConfigError
+import bltx
+from bltx.config import load_recipe
+from bltx.errors import ConfigError
+from bltx.model.attention import attention_backend
 from bltx.parallel import (
-    World, check_plan, clip_grad_norm_, load_sharded, materialize, parallelize, plan_for,
-    resolve_degrees, save_sharded,
+    World, build_training_model, check_plan, clip_grad_norm_, parallelize, parameters_on_meta, plan_for,
+    resolve_degrees,
 )
+from bltx.registry import build
+from bltx.train.trainer import Trainer
 from bltx.parallel.float8 import float8_filter
 from bltx.parallel.memory import estimate_memory
 from bltx.parallel.mesh import Degrees
 from bltx.parallel.plans import default_plan
 from bltx.sections import ParallelismConfig, Recipe
+
+
+# The real model: the demo recipe, shortened (a 3-step run takes a few seconds).
+SMALL = ["data.seq_len=128", "model.max_patches=64", "training.steps=3", "training.dtype=\"float32\"",
+         "metrics.log_interval=1", "metrics.tensorboard=false", "metrics.progress_bar=false",
+         "eval.interval=0", "checkpoint.interval=3"]
+
+
+def tiny(tmp_path, *overrides: str):
+    return load_recipe("recipes/tiny.toml", [*SMALL, f"job.dump_dir=\"{tmp_path}\"", *overrides])
+
+
+def blt_model():
+    """The demo recipe's BLT, built and initialised the way the trainer builds it."""
+    return build_training_model(load_recipe("recipes/tiny.toml", SMALL), World())
+
+
+def train_losses(tmp_path, *overrides: str) -> list[float]:
+    """Train with the real Trainer; the logged train losses."""
+    assert Trainer(tiny(tmp_path, *overrides)).fit() == 0
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if r["split"] == "train"]
+
+
+def latent_layer():
+    return build("latent", {"type": "transformer", "dim": 64, "n_layers": 1, "n_heads": 4},
+                 backend=attention_backend("sdpa")).layers["0"]
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:
@@ -70,46 +101,38 @@ def test_single_process_world():
     w = World.from_env("cpu", ParallelismConfig())
     assert (w.dp_rank, w.dp_size, w.tp_size, w.mesh) == (0, 1, 1, None)
     x = torch.tensor(3.0)
-    assert w.mean(x) is x
+    assert w.dp_mean(x) is x and w.dp_sum(x) is x and w.all_sum(x) is x
 
 
 def test_tp_not_dividing_heads_is_one_line():
-    model = TinyLlama(TinyConfig(n_heads=4, n_kv_heads=2))
-    with pytest.raises(ConfigError, match=r"tp = 4 must divide .*n_kv_heads = 2") as exc:
-        check_plan(model, plan_for(model), 4)
+    model = blt_model()  # latent: 4 heads
+    with pytest.raises(ConfigError, match=r"tp = 3 must divide .*n_heads = 4") as exc:
+        check_plan(model, plan_for(model), 3)
     one_line(exc)
-    check_plan(model, plan_for(model), 2)  # divides both: fine
+    check_plan(model, plan_for(model), 2)  # divides: fine
 
 
 def test_parallelize_refuses_tp_before_touching_the_model():
-    model = TinyLlama()
-    world = World(degrees=Degrees(1, 1, 3))
+    recipe = load_recipe("recipes/tiny.toml", ["float8.enable=true"])
+    with parameters_on_meta():
+        model = bltx.build_model(recipe)
     with pytest.raises(ConfigError, match="tp = 3"):
-        parallelize(model, Recipe(), world)
-    assert type(model.layers["0"].attention.wq) is nn.Linear
-
-
-def test_foreign_world_with_tp_is_refused():
-    class TrainerWorld:  # what bltx.train.world.World looks like
-        rank, world_size, local_rank, device = 0, 2, 0, torch.device("cpu")
-
-    recipe = Recipe()
-    recipe.parallelism = ParallelismConfig(1, 1, 2)
-    with pytest.raises(ConfigError, match="needs bltx.parallel.World"):
-        parallelize(TinyLlama(), recipe, TrainerWorld())
+        parallelize(model, recipe, World(degrees=Degrees(1, 1, 3)))
+    assert type(model.latent.layers["0"].attention.wq) is nn.Linear  # float8 not applied yet
 
 
 # -- plans -------------------------------------------------------------------------------------
 
 def test_plan_lookup_own_and_default():
-    model = TinyLlama()
-    assert plan_for(model).blocks == ["layers.0", "layers.1"]
+    latent = build("latent", {"type": "transformer", "dim": 64, "n_layers": 2, "n_heads": 4},
+                   backend=attention_backend("sdpa"))
+    assert plan_for(latent).blocks == ["layers.0", "layers.1"]
 
     class Wrapper(nn.Module):
         def __init__(self):
             super().__init__()
             self.body = nn.Module()
-            self.body.layers = nn.ModuleList([TinyLlama().layers["0"], nn.Linear(4, 4)])
+            self.body.layers = nn.ModuleList([latent_layer(), nn.Linear(4, 4)])
 
     plan = default_plan(Wrapper())
     assert plan.blocks == ["body.layers.0", "body.layers.1"]
@@ -119,7 +142,7 @@ def test_plan_lookup_own_and_default():
 def test_blt_plan():
     model = blt_model()
     plan = plan_for(model)
-    assert plan.tp_blocks == ["latent.layers.0", "latent.layers.1"]
+    assert plan.tp_blocks == ["latent.layers.0", "latent.layers.1", "latent.layers.2"]
     assert "encoder.layers.0" in plan.blocks and "decoder.cross_attn.0" in plan.blocks
     assert plan.blocks[-1] == "decoder.layers.1"
     assert plan.fsdp_units == ["byte_embedder"] and plan.replicated == ["patcher"]
@@ -142,31 +165,18 @@ def test_float8_filter():
     assert keep(nn.Linear(64, 128), "outputs_proj")               # prefix means path component
 
 
-def test_float8_single_process_tracks_fp32():
-    from torchao.float8.float8_linear import Float8Linear
-
-    ref = TinyLlama()
-    ref.load_state_dict(reference_state())
-    batches = make_batches(3, 4, TinyConfig())
-    expected = train(ref, batches)
+def test_float8_training_tracks_fp32(tmp_path):
+    """The real trainer with float8 (both recipes) stays within 0.1 of fp32 over 3 steps."""
+    expected = train_losses(tmp_path / "fp32")
     for recipe_name in ("tensorwise", "rowwise"):
-        model = TinyLlama()
-        model.load_state_dict(reference_state())
-        recipe = Recipe()
-        recipe.float8.enable, recipe.float8.recipe = True, recipe_name
-        parallelize(model, recipe, World())
-        assert isinstance(model.layers["0"].feed_forward.w2, Float8Linear)
-        assert type(model.output) is nn.Linear and type(model.tok_embeddings) is nn.Embedding
-        torch.testing.assert_close(torch.tensor(train(model, batches)), torch.tensor(expected), rtol=0, atol=0.1)
+        got = train_losses(tmp_path / recipe_name, "float8.enable=true", f"float8.recipe=\"{recipe_name}\"")
+        torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), rtol=0, atol=0.1)
 
 
 def test_blt_float8_keeps_head_embeddings_and_patcher_high_precision():
     from torchao.float8.float8_linear import Float8Linear
 
-    model = blt_model()
-    recipe = Recipe()
-    recipe.float8.enable = True
-    parallelize(model, recipe, World())
+    model = build_training_model(load_recipe("recipes/tiny.toml", [*SMALL, "float8.enable=true"]), World())
     assert type(model.decoder.output) is nn.Linear
     assert not any(isinstance(m, Float8Linear) for m in model.patcher.modules())
     assert isinstance(model.latent.layers["0"].attention.wq, Float8Linear)
@@ -177,81 +187,72 @@ def test_blt_float8_keeps_head_embeddings_and_patcher_high_precision():
 
 @pytest.mark.parametrize("mode", ["full", "selective"])
 def test_activation_checkpointing_exact_and_names_stable(mode, tmp_path):
-    ref = TinyLlama()
-    ref.load_state_dict(reference_state())
-    batches = make_batches(3, 4, TinyConfig())
-    expected = train(ref, batches)
-    model = TinyLlama()
-    model.load_state_dict(reference_state())
-    recipe = Recipe()
-    recipe.activation_checkpoint.mode = mode
-    parallelize(model, recipe, World())
-    assert "CheckpointWrapper" in type(model.layers["0"]).__name__
-    torch.testing.assert_close(torch.tensor(train(model, batches)), torch.tensor(expected), rtol=0, atol=1e-6)
-    # A checkpoint of the wrapped model loads into a plain one: names are unchanged.
-    save_sharded(tmp_path / "ckpt", model)
-    plain = TinyLlama()
-    load_sharded(tmp_path / "ckpt", plain)
-    ref_sd = plain.state_dict()
-    for name, p in model.named_parameters():
-        torch.testing.assert_close(ref_sd[name.replace("_checkpoint_wrapped_module.", "")], p.detach())
+    """The trainer with AC gives the losses of the trainer without it, and its checkpoint
+    holds the plain parameter names (it loads into a model without AC)."""
+    from bltx.weights import load_model_state
+
+    expected = train_losses(tmp_path / "none")
+    got = train_losses(tmp_path / mode, f"activation_checkpoint.mode=\"{mode}\"")
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), rtol=0, atol=1e-6)
+    saved = load_model_state(tmp_path / mode / "checkpoints" / "step_00000003")
+    assert set(saved) == set(blt_model().state_dict())
 
 
-# -- meta init, clipping, checkpoints, memory ----------------------------------------------------
+# -- seeded init, clipping, memory ----------------------------------------------------------------
 
-def test_meta_build_parallelize_materialize():
-    recipe = Recipe()
-    recipe.activation_checkpoint.mode = "full"
-    with torch.device("meta"):
-        model = TinyLlama()
-    parallelize(model, recipe, World())
-    materialize(model, "cpu")
-    assert all(not p.is_meta and torch.isfinite(p).all() for p in model.parameters())
-    losses = train(model, make_batches(2, 2, TinyConfig()))
-    assert all(3.0 < x < 6.0 for x in losses)
+def test_initial_weights_do_not_depend_on_wrappers_or_build_order():
+    """Each parameter is drawn from (seed, its name): activation checkpointing (which
+    renames modules) and float8 (which swaps classes) leave the initial weights bitwise
+    equal; another seed changes them."""
+    ref = blt_model().state_dict()
+    for extra in (["activation_checkpoint.mode=\"full\""], ["float8.enable=true"]):
+        model = build_training_model(load_recipe("recipes/tiny.toml", [*SMALL, *extra]), World())
+        got = {k.replace("_checkpoint_wrapped_module.", ""): v for k, v in model.state_dict().items()}
+        assert set(got) == set(ref)
+        for k in ref:
+            assert torch.equal(got[k], ref[k]), k
+    other = build_training_model(load_recipe("recipes/tiny.toml", [*SMALL, "job.seed=1"]), World())
+    assert not torch.equal(other.state_dict()["latent.layers.0.attention.wq.weight"], ref["latent.layers.0.attention.wq.weight"])
+
+
+def test_sharded_init_reassembles_the_full_tensor_bitwise(monkeypatch):
+    """A rank fills only its shard (rows and columns at an offset), drawing only the
+    seeded row blocks it overlaps; the shards of any split reassemble the full tensor."""
+    from bltx.model import init
+
+    full = torch.empty(3000, 700)  # > one row block (2^20 elements), uneven splits
+    names = {id(full): "table.weight"}
+    seeding = init._Seeding(7, names)
+    init._fill_seeded(full, seeding, "table.weight", lambda t, g: nn.init.trunc_normal_(t, std=0.02, generator=g))
+    for rows, cols in ((2, 1), (1, 2), (3, 2), (8, 1)):
+        out = torch.full_like(full, float("nan"))
+        for r in torch.arange(3000).tensor_split(rows):
+            for c in torch.arange(700).tensor_split(cols):
+                shard = out[r[0]:r[-1] + 1, c[0]:c[-1] + 1]
+                monkeypatch.setattr(init, "_local_part", lambda t, s=shard, o=(int(r[0]), int(c[0])): (s, o, (3000, 700)))
+                init._fill_seeded(shard, seeding, "table.weight",
+                                  lambda t, g: nn.init.trunc_normal_(t, std=0.02, generator=g))
+        monkeypatch.undo()
+        assert torch.equal(out, full), (rows, cols)
 
 
 def test_clip_grad_norm_matches_torch():
-    torch.manual_seed(0)
-    a, b = TinyLlama(), TinyLlama()
-    b.load_state_dict(a.state_dict())
-    ids = make_batches(1, 2, TinyConfig())[0]
+    a, b = blt_model(), blt_model()
+    ids = torch.randint(4, 260, (2, 64), generator=torch.Generator().manual_seed(0))
     for m in (a, b):
-        m(ids[:, :-1]).square().mean().backward()
-    expected = torch.nn.utils.clip_grad_norm_(a.parameters(), 0.01)
+        m(ids).square().mean().backward()
+    expected = torch.nn.utils.clip_grad_norm_([p for p in a.parameters() if p.grad is not None], 0.01)
     got = clip_grad_norm_(b.parameters(), 0.01)
     torch.testing.assert_close(got, expected)
     for pa, pb in zip(a.parameters(), b.parameters()):
-        torch.testing.assert_close(pa.grad, pb.grad)
-
-
-def test_save_load_sharded_single_process_resumes_exactly(tmp_path):
-    batches = make_batches(4, 2, TinyConfig())
-    model = TinyLlama()
-    model.load_state_dict(reference_state())
-    opt = make_optimizer(model)
-    train(model, batches[:2], opt=opt)
-    save_sharded(tmp_path / "c", model, opt, extra={"step": 2, "sampler": [1, 2]})
-    expected = train(model, batches[2:], opt=opt)
-    fresh = TinyLlama()
-    fresh_opt = make_optimizer(fresh)
-    assert load_sharded(tmp_path / "c", fresh, fresh_opt) == {"step": 2, "sampler": [1, 2]}
-    assert train(fresh, batches[2:], opt=fresh_opt) == expected
-
-
-def test_load_sharded_errors_are_one_line(tmp_path):
-    with pytest.raises(CheckpointError, match="no sharded checkpoint") as exc:
-        load_sharded(tmp_path / "missing", TinyLlama())
-    one_line(exc)
-    save_sharded(tmp_path / "c", TinyLlama())
-    with pytest.raises(CheckpointError, match="cannot load checkpoint") as exc:
-        load_sharded(tmp_path / "c", TinyLlama(TinyConfig(dim=128, ffn_dim=256)))
-    one_line(exc)
+        if pa.grad is not None:
+            torch.testing.assert_close(pa.grad, pb.grad)
 
 
 def test_memory_estimate_scales_with_degrees():
     with torch.device("meta"):
-        model = TinyLlama()
+        model = build("latent", {"type": "transformer", "dim": 64, "n_layers": 2, "n_heads": 4},
+                      backend=attention_backend("sdpa"))
     n = sum(p.numel() for p in model.parameters())
     recipe = Recipe()
     one = estimate_memory(model, recipe, 1)

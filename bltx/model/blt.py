@@ -98,6 +98,9 @@ class BLT(nn.Module):
         # The patcher is not trained (as in BLT/HF): freeze whatever parameters it has.
         self.patcher.requires_grad_(False)
         self.patcher.eval()
+        # True: keep the patch axis at max_patches in eager forwards too. Set by the parallel
+        # plan when blocks are compiled one by one (their inputs must keep one shape).
+        self.static_patch_axis = False
         lookahead = cfg.decoder_lookahead
         self.decoder_lookahead = bool(getattr(self.patcher, "predicts_next_start", False)) if lookahead is None else lookahead
 
@@ -145,10 +148,12 @@ class BLT(nn.Module):
         starts_ext = self._starts(ids, starts, patch_lengths, entropies)
         if not torch.compiler.is_compiling():
             check_max_patches(starts_ext[:, :T], P)
-            # Eager: size the patch axis to the batch's real patch count. Padding patches are
-            # never read, so results are identical, and the latent skips up to T - P dead
-            # positions. Compiled graphs keep the static P (no data-dependent shapes).
-            P = int(starts_ext[:, :T].sum(dim=-1).max())
+            if not self.static_patch_axis:
+                # Eager: size the patch axis to the batch's real patch count. Padding patches
+                # are never read, so results are identical, and the latent skips up to T - P
+                # dead positions. Compiled graphs keep the static P (no data-dependent
+                # shapes), and so do eager roots around compiled blocks (static_patch_axis).
+                P = int(starts_ext[:, :T].sum(dim=-1).max())
         patch_ids = starts_to_patch_ids(starts_ext[:, :T])
         if self.decoder_lookahead:
             dec_patch_ids = starts_ext.long().cumsum(-1)[:, 1:] - 2

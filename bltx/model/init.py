@@ -64,25 +64,27 @@ def _block_seed(seed: int, name: str, block: int) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-def _local_part(tensor: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """(the local tensor to write, its offset in the full tensor). Plain tensors are whole."""
+def _local_part(tensor: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]]:
+    """(the local tensor to write, its offset in the full tensor, the full shape). Plain
+    tensors are whole."""
     from torch.distributed.tensor import DTensor
 
     if not isinstance(tensor, DTensor):
-        return tensor, (0,) * tensor.ndim
+        return tensor, (0,) * tensor.ndim, tuple(tensor.shape)
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
     shape, offset = compute_local_shape_and_global_offset(tensor.shape, tensor.device_mesh, tensor.placements)
     local = tensor.to_local()
     # FSDP may pad the local storage; the view of the real rows is what we fill.
-    return local[tuple(slice(0, s) for s in shape)] if tuple(local.shape) != tuple(shape) else local, tuple(offset)
+    if tuple(local.shape) != tuple(shape):
+        local = local[tuple(slice(0, s) for s in shape)]
+    return local, tuple(offset), tuple(tensor.shape)
 
 
 @torch.no_grad()
 def _fill_seeded(tensor: torch.Tensor, seeding: _Seeding, name: str,
                  fill: Callable[[torch.Tensor, torch.Generator], None]) -> None:
-    local, offset = _local_part(tensor)
-    full_shape = tuple(tensor.shape)
+    local, offset, full_shape = _local_part(tensor)
     if local.numel() == 0:
         return
     if len(full_shape) == 0:

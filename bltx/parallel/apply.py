@@ -89,6 +89,8 @@ def parallelize(model: nn.Module, recipe, world, plan: ParallelPlan | None = Non
     summary.ac = mode
     if recipe.compile.enable:
         if degrees.fsdp:
+            if plan.static_shapes is not None:
+                plan.static_shapes(model)
             apply_compile(model, plan.blocks, recipe.compile.fullgraph)
             summary.compiled = f"{len(plan.blocks)} blocks"
         else:

@@ -52,7 +52,14 @@ def blt_plan(model) -> ParallelPlan:
         fsdp_units=units,
         replicated=replicated,
         float8_skip=["decoder.output", "patcher"],
+        static_shapes=_static_patch_axis,
     )
+
+
+def _static_patch_axis(model) -> None:
+    # Blocks compiled one by one see the patch axis from the eager root: keep it at
+    # max_patches so each block compiles once rather than once per batch's patch count.
+    model.static_patch_axis = True
 
 
 if BLT is not None:

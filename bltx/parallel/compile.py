@@ -1,6 +1,6 @@
-"""torch.compile per block (torchtitan's choice): blocks are identical, so one compiled
-graph is reused by every block, compile time stays flat in depth, and FSDP's per-block
-hooks stay outside the graphs.
+"""torch.compile per block (torchtitan's choice, used under FSDP): blocks are identical,
+so one compiled graph is reused by every block, compile time stays flat in depth, and
+FSDP's per-block hooks stay outside the graphs.
 
 `Module.compile` compiles in place: parameter names do not change (no `_orig_mod.`), so
 checkpoints and optimizer state are the same with and without compile.
@@ -8,9 +8,18 @@ checkpoints and optimizer state are the same with and without compile.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
 def apply_compile(model: nn.Module, blocks: list[str], fullgraph: bool = True) -> None:
+    # Dynamo's recompile limit counts graphs per code object. BLT has several kinds of
+    # block (local layers, cross-attention, latent layers) and, under activation
+    # checkpointing, all of them share the wrapper's forward; each kind needs a graph for
+    # training and one for evaluation (no_grad). Allow that many, with room to spare.
+    kinds = {type(getattr(model.get_submodule(fqn), "_checkpoint_wrapped_module", model.get_submodule(fqn)))
+             for fqn in blocks}
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, 4 * len(kinds) + 4)
     for fqn in blocks:
         model.get_submodule(fqn).compile(fullgraph=fullgraph)

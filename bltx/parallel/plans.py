@@ -44,6 +44,9 @@ class ParallelPlan:
     float8_skip: fqn prefixes kept in high precision (output heads, frozen models).
     float8_min_dim: linears with in or out features below this stay high precision; tiny
         GEMMs lose more to the scaling overhead than they gain.
+    static_shapes: `fn(model)` called before blocks are compiled one by one: makes the
+        eager code around the blocks feed them fixed shapes (e.g. BLT's patch axis at
+        max_patches), so the blocks compile once instead of once per shape.
     """
 
     blocks: list[str]
@@ -54,6 +57,7 @@ class ParallelPlan:
     replicated: list[str] = field(default_factory=list)
     float8_skip: list[str] = field(default_factory=list)
     float8_min_dim: int = 16
+    static_shapes: Callable | None = None
 
 
 _PLANNERS: dict[type, Callable[[nn.Module], ParallelPlan]] = {}

@@ -195,6 +195,8 @@ class Trainer:
         }
         if self.skipped_steps:
             scalars["skipped_steps"] = float(self.skipped_steps)
+        if self.device.type == "cuda":  # this rank's high-water mark, for sizing runs
+            scalars["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         return scalars, stop > 0
 
     # ---- loop ----------------------------------------------------------------------------
