@@ -136,6 +136,18 @@ def load_state(state: dict, path: str | Path) -> None:
         raise CheckpointError(f"cannot load checkpoint {path}: {reason}; use another checkpoint") from None
 
 
+def save_failure(exc: BaseException, path: str | Path) -> BaseException:
+    """What a failed `dcp.save` should raise: KeyboardInterrupt when a rank was interrupted
+    (DCP wraps even that into its CheckpointException), else a one-line CheckpointError."""
+    failures = getattr(exc, "failures", {}) if isinstance(exc, CheckpointException) else {}
+    if isinstance(exc, KeyboardInterrupt) or any(isinstance(f[0], KeyboardInterrupt) for f in failures.values()):
+        return KeyboardInterrupt()
+    return CheckpointError(
+        f"cannot write checkpoint {path}: {describe(exc)}; free space or fix the folder and run "
+        f"again (the previous checkpoints are intact)"
+    )
+
+
 def describe(exc: BaseException) -> str:
     """The informative line of a (possibly multi-rank, traceback-carrying) DCP error."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]

@@ -51,15 +51,18 @@ def test_bad_launch_is_one_line(tmp_path, capsys, trained, args, expected):
 
 
 def test_disk_full_during_a_save_is_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    import torch.distributed.checkpoint.filesystem as dcp_files
+
     recipe = write_recipe(tmp_path, training={"steps": 4}, checkpoint={"interval": 2})
-    real_save = ck.dcp.save
+    real_write = dcp_files._write_item
+    first = tmp_path / "run" / "checkpoints" / "step_00000002" / "COMPLETE"
 
-    def save_until_full(state, checkpoint_id):
-        if "step_00000004" in str(checkpoint_id):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(checkpoint_id))
-        real_save(state, checkpoint_id=checkpoint_id)
+    def write_until_full(*args, **kwargs):  # DCP's own writer: the disk fills after one save
+        if first.exists():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(ck.dcp, "save", save_until_full)
+    monkeypatch.setattr(dcp_files, "_write_item", write_until_full)
     assert main([str(recipe)]) == 2
     assert "No space left on device" in one_line(capsys)
     assert ck.CheckpointManager(tmp_path / "run").latest().name == "step_00000002"

@@ -45,6 +45,7 @@ from typing import Callable
 import torch
 import torch.distributed.checkpoint as dcp
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_optimizer_state_dict,
@@ -53,7 +54,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from bltx import manifest
-from bltx.dcp_io import load_state
+from bltx.dcp_io import load_state, save_failure
 from bltx.errors import CheckpointError
 from bltx.train.rng_state import load_rng, save_rng
 from bltx.weights import (  # noqa: F401  (re-exported: the trainer's checkpoint API)
@@ -139,8 +140,11 @@ class CheckpointManager:
         state = {"model": get_model_state_dict(model), "trainer": trainer_state}
         if optimizer is not None:
             state["optimizer"] = get_optimizer_state_dict(model, optimizer)
-        with quiet_dcp():
-            dcp.save(state, checkpoint_id=str(tmp))
+        try:
+            with quiet_dcp():
+                dcp.save(state, checkpoint_id=str(tmp))
+        except CheckpointException as exc:  # a BaseException: disk full, or a rank interrupted
+            raise save_failure(exc, final) from None
         save_rng(tmp / f"rng_rank{self.rank}.pt")
         self.barrier()
         if self.rank == 0:
