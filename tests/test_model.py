@@ -71,7 +71,9 @@ def test_end_to_end_causality(patcher):
         changed = ids.clone()
         changed[:, t + 1:] = torch.randint(4, 260, changed[:, t + 1:].shape)
         out = model(changed)
-        torch.testing.assert_close(out[:, : t + 1], base[:, : t + 1], rtol=0, atol=1e-6)
+        # Other future bytes change the eager patch count P and with it the latent's kernel
+        # shapes: rounding noise near 1e-6 (exactly 0 when P stays); a leak is far larger.
+        torch.testing.assert_close(out[:, : t + 1], base[:, : t + 1], rtol=0, atol=1e-5)
 
 
 def test_every_trainable_parameter_gets_gradient():
@@ -119,11 +121,10 @@ def test_static_max_patches_pads_and_errors():
         small(ids)
 
 
-def test_sdpa_window_mask_matches_reference():
-    from bltx.model.attention import SdpaBackend
+def test_window_mask_matches_reference():
+    from bltx.model.window_attention import window_mask
 
-    backend = SdpaBackend()
-    m = backend.causal_mask(7, 3, "cpu").mask
+    m = window_mask(7, 3, "cpu")
     ref = torch.tensor([[0 <= i - j < 3 for j in range(7)] for i in range(7)])
     assert torch.equal(m, ref)
 

@@ -5,16 +5,21 @@ then runs attention with it in every layer:
 
     mask = backend.causal_mask(T, window, device)        # self-attention over bytes/patches
     mask = backend.group_mask(q_group, kv_group)          # q may see kv iff same group id
-    out  = backend.attend(q, k, v, mask)                  # q [B,H,Lq,D], k/v [B,Hkv,Lkv,D]
+    out  = run_attention(backend, q, k, v, mask)          # q [B,H,Lq,D], k/v [B,Hkv,Lkv,D]
 
 Group masks express both BLT cross-attentions: patch queries see the bytes of their patch
 (encoder) and bytes see the latent state of one patch (decoder). A query whose group id is
 negative or matches no key (padding patches, bytes before the first complete patch) gets a
 zero output instead of NaN, so it leaves the residual stream untouched.
 
-`sdpa` materialises boolean masks (CPU and GPU, forward and backward). `flex` builds
+`sdpa` materialises boolean masks (CPU and GPU, forward and backward); a sliding window
+runs blocked (bltx/model/window_attention.py: cost T x window, not T x T). `flex` builds
 FlexAttention block masks (CUDA; use `sdpa` for CPU training, FlexAttention has no CPU
 backward). Both are registered under the "attention" kind so plugins can add others.
+
+A mask object with its own `attend(q, k, v, scale)` runs itself whatever the backend: the
+blocked window and the patch-local cross-attention layouts (bltx/model/patch_attention.py)
+are plain torch ops that work on every device.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from torch import nn
 from bltx.model.init import init_linear
 from bltx.model.norm import RMSNorm
 from bltx.model.rope import apply_rope
+from bltx.model.window_attention import blocked_window_mask, use_blocked, window_mask
 from bltx.registry import build, get_registry, register
 
 
@@ -53,13 +59,13 @@ class SdpaBackend:
     def __init__(self, cfg: Config | None = None):
         pass
 
-    def causal_mask(self, length: int, window: int | None, device) -> SdpaMask:
+    def causal_mask(self, length: int, window: int | None, device):
         if window is None or window >= length:
             return SdpaMask(None, is_causal=True)
-        pos = torch.arange(length, device=device)
-        diff = pos[:, None] - pos[None, :]
         # Query i sees keys j with i - window < j <= i (window keys including itself).
-        return SdpaMask((diff >= 0) & (diff < window))
+        if use_blocked(length, window):
+            return blocked_window_mask(length, window, device)
+        return SdpaMask(window_mask(length, window, device))
 
     def group_mask(self, q_group: torch.Tensor, kv_group: torch.Tensor) -> SdpaMask:
         allowed = (q_group[:, :, None] == kv_group[:, None, :]) & (q_group[:, :, None] >= 0)
@@ -130,6 +136,15 @@ class FlexBackend:
         return out
 
 
+def run_attention(backend, q, k, v, mask, scale: float | None = None) -> torch.Tensor:
+    """Attention with `mask`: a mask that carries its own `attend` runs itself, any other
+    goes to the backend that made it."""
+    own = getattr(mask, "attend", None)
+    if own is not None:
+        return own(q, k, v, scale)
+    return backend.attend(q, k, v, mask, scale)
+
+
 def attention_backend(name: str, where: str = "attention"):
     """Build a registered backend by name (ConfigError naming the registered ones)."""
     return build("attention", {"type": name}, where=where)
@@ -162,7 +177,7 @@ class SelfAttention(nn.Module):
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         cos, sin = rope
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = backend.attend(q, k, v, mask)
+        out = run_attention(backend, q, k, v, mask)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))
 
     def init_weights(self) -> None:
@@ -197,7 +212,7 @@ class CrossAttention(nn.Module):
         kvn = self.k_norm(kv)
         k = self.wk(kvn).view(B, Lkv, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.wv(kvn).view(B, Lkv, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        out = backend.attend(q, k, v, mask)
+        out = run_attention(backend, q, k, v, mask)
         return x + self.wo(out.transpose(1, 2).reshape(B, Lq, -1))
 
     def init_weights(self) -> None:

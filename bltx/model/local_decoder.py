@@ -18,6 +18,7 @@ from bltx.model.attention import CrossAttention
 from bltx.model.init import init_linear
 from bltx.model.local_encoder import patch_query_groups
 from bltx.model.norm import RMSNorm
+from bltx.model.patch_attention import PatchKeys
 from bltx.model.transformer import LocalDims, make_layers, rope_for
 from bltx.registry import register
 
@@ -64,7 +65,10 @@ class LocalDecoder(nn.Module):
         P = latent.shape[1]
         k = self.cfg.cross_attn_k
         kv = self.patch_proj(latent).reshape(B, P * k, d)
-        cross_mask = self.backend.group_mask(dec_patch_ids, patch_query_groups(B, P, k, h.device))
+        if self.cfg.cross_attn_layout == "patch":
+            cross_mask = PatchKeys.build(dec_patch_ids, P, k)
+        else:
+            cross_mask = self.backend.group_mask(dec_patch_ids, patch_query_groups(B, P, k, h.device))
         rope = rope_for(self.cfg, T, h.device)
         self_mask = self.backend.causal_mask(T, self.cfg.window, h.device)
         for name, layer in self.layers.items():

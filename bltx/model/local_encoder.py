@@ -16,6 +16,7 @@ from torch import nn
 
 from bltx.model.attention import CrossAttention
 from bltx.model.init import init_linear
+from bltx.model.patch_attention import PatchQueries
 from bltx.model.pooling import pool_patches
 from bltx.model.transformer import LocalDims, make_layers, rope_for
 from bltx.registry import register
@@ -66,7 +67,10 @@ class LocalEncoder(nn.Module):
         k = self.cfg.cross_attn_k
         rope = rope_for(self.cfg, T, h.device)
         self_mask = self.backend.causal_mask(T, self.cfg.window, h.device)
-        cross_mask = self.backend.group_mask(patch_query_groups(B, num_patches, k, h.device), patch_ids)
+        if self.cfg.cross_attn_layout == "patch":
+            cross_mask = PatchQueries.build(patch_ids, num_patches, k)
+        else:
+            cross_mask = self.backend.group_mask(patch_query_groups(B, num_patches, k, h.device), patch_ids)
         patches = None
         for name, layer in self.layers.items():
             h = layer(h, self_mask, rope, self.backend)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -58,6 +59,10 @@ class LocalDims(TransformerDims):
 
     window: int | None = None  # sliding window (keys incl. itself); None = full causal
     cross_attn_k: int = 2  # queries (encoder) / keys (decoder) per patch
+    # "patch": each cross-attention query reads only its own patch (cost bytes x k,
+    # bltx/model/patch_attention.py); "dense": the backend's group mask over all bytes x
+    # patch slots, the reference the patch layout is tested against.
+    cross_attn_layout: Literal["patch", "dense"] = "patch"
 
     def __post_init__(self):
         super().__post_init__()
