@@ -88,8 +88,8 @@ def reference(work) -> list[dict]:
 def assert_matches(rows: list[dict], reference: list[dict], tol: float) -> None:
     ref_val, got_val = val_rows(reference), val_rows(rows)
     # Same seed -> the same full initial weights on every layout: step 0 agrees to fp32
-    # rounding of the validation sum (float8 does not touch the weights).
-    assert got_val[0]["val_loss"] == pytest.approx(ref_val[0]["val_loss"], abs=1e-6)
+    # rounding of the validation sum (float8 quantises the forward, hence its tolerance).
+    assert got_val[0]["val_loss"] == pytest.approx(ref_val[0]["val_loss"], abs=FLOAT8 if tol == FLOAT8 else 1e-6)
     assert got_val[0]["val_mean_patch_length"] == pytest.approx(ref_val[0]["val_mean_patch_length"], abs=1e-9)
     ref_train, got_train = train_rows(reference), train_rows(rows)
     assert sorted(got_train) == list(range(1, STEPS + 1))

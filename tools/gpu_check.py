@@ -55,7 +55,7 @@ def base_overrides(seq_len: int, batch: int, steps: int, dump: Path) -> list[str
         f"data.seq_len={seq_len}", f"data.batch_size={batch}", f"training.steps={steps}",
         'model.patcher={type = "static", stride = 4}', f"model.max_patches={seq_len // 4}",
         "metrics.log_interval=1", "metrics.tensorboard=false", "metrics.progress_bar=false",
-        "eval.interval=0", "checkpoint.enable=false", f'job.dump_dir="{dump}"',
+        "eval.interval=0", "checkpoint.enable=false", f'job.dump_dir="{dump}"', "data.validation_fraction=0.05",
         'training.dtype="bfloat16"', "lr_scheduler.warmup_steps=2",
     ]
 

@@ -88,7 +88,7 @@ def parallelize(model: nn.Module, recipe, world, plan: ParallelPlan | None = Non
     apply_ac(model, plan.blocks, mode)
     summary.ac = mode
     if recipe.compile.enable:
-        if degrees.fsdp:
+        if compile_scope(model, recipe, degrees, plan) == "blocks":
             if plan.static_shapes is not None:
                 plan.static_shapes(model)
             apply_compile(model, plan.blocks, recipe.compile.fullgraph)
@@ -103,6 +103,25 @@ def parallelize(model: nn.Module, recipe, world, plan: ParallelPlan | None = Non
         summary.fsdp_blocks = len(units)
     model.parallel_summary = summary
     return model
+
+
+# Above this many parameters "auto" compiles per block: a whole-model graph grows with depth
+# and the released 1B shape took over 110 s to compile whole (tools/gpu_check.py, H200 host).
+BLOCKS_ABOVE_PARAMS = 100_000_000
+
+
+def compile_scope(model: nn.Module, recipe, degrees, plan: ParallelPlan) -> str:
+    """"model" or "blocks" for `compile.scope` (see sections.CompileConfig)."""
+    scope = recipe.compile.scope
+    if degrees.fsdp:
+        if scope == "model":
+            raise ConfigError("compile.scope = 'model' cannot be used with FSDP (its hooks sit between "
+                              "blocks); use 'blocks' or 'auto'")
+        return "blocks"
+    if scope == "auto":
+        big = sum(p.numel() for p in model.parameters()) > BLOCKS_ABOVE_PARAMS
+        return "blocks" if big and plan.blocks else "model"
+    return scope
 
 
 @contextmanager

@@ -50,6 +50,7 @@ from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_optimizer_state_dict,
     set_model_state_dict,
+    StateDictOptions,
     set_optimizer_state_dict,
 )
 
@@ -71,6 +72,10 @@ from bltx.weights import (  # noqa: F401  (re-exported: the trainer's checkpoint
 )
 
 META = "meta.json"
+# Optimizer state keyed by parameter name, never by param-group index: the optimizer's
+# groups follow the launch layout (bltx/train/optim.py), and a checkpoint must load on
+# another layout (2 FSDP ranks -> 1 process, 1 process -> TP).
+PER_PARAMETER = StateDictOptions(flatten_optimizer_state_dict=True)
 
 
 def check_compatible(ckpt: Path, model_state: dict[str, torch.Tensor]) -> None:
@@ -139,7 +144,7 @@ class CheckpointManager:
         self.barrier()
         state = {"model": get_model_state_dict(model), "trainer": trainer_state}
         if optimizer is not None:
-            state["optimizer"] = get_optimizer_state_dict(model, optimizer)
+            state["optimizer"] = get_optimizer_state_dict(model, optimizer, options=PER_PARAMETER)
         try:
             with quiet_dcp():
                 dcp.save(state, checkpoint_id=str(tmp))
@@ -212,11 +217,11 @@ class CheckpointManager:
         if optimizer is not None:
             if not read_meta(path).get("has_optimizer", True):
                 raise CheckpointError(f"checkpoint {path} has no optimizer state; it cannot resume training")
-            state["optimizer"] = get_optimizer_state_dict(model, optimizer)
+            state["optimizer"] = get_optimizer_state_dict(model, optimizer, options=PER_PARAMETER)
         load_state(state, path)
         set_model_state_dict(model, state["model"])
         if optimizer is not None:
-            set_optimizer_state_dict(model, optimizer, state["optimizer"])
+            set_optimizer_state_dict(model, optimizer, state["optimizer"], options=PER_PARAMETER)
         rng = path / f"rng_rank{self.rank}.pt"
         if rng.is_file():
             self._restore_rng(path, rng)

@@ -78,13 +78,14 @@ class Trainer:
         self.model = build_training_model(recipe, self.world)
         self.optimizer = build_optimizer(self.model, recipe.optimizer, self.device)
         self.scheduler = build_scheduler(self.optimizer, recipe.lr_scheduler, self.total_steps)
-        self.checkpoints = CheckpointManager(
-            self.dump_dir, recipe.checkpoint.keep_latest, self.world.rank, self.world.barrier
-        )
         self.recipe_toml = recipe_to_toml(recipe)
         self.logger = MetricLogger(
             self.dump_dir, self.total_steps, enabled=self.world.is_main,
             tensorboard=recipe.metrics.tensorboard, progress_bar=recipe.metrics.progress_bar,
+        )
+        self.checkpoints = CheckpointManager(
+            self.dump_dir, recipe.checkpoint.keep_latest, self.world.rank, self.world.barrier,
+            log=self.logger.message,
         )
         self.logger.message(f"precision: {self.dtype} ({dtype_reason})")
         if self.world.distributed:
@@ -100,15 +101,27 @@ class Trainer:
         (DCP stores it as one opaque object; floats round-trip exactly through JSON)."""
         return {"json": json.dumps({
             "step": self.step,
-            "scheduler": self.scheduler.state_dict(),
+            # Only the position: the factors come from this recipe's schedule and the base lr
+            # from this recipe's optimizer.lr, one per param group of this layout.
+            "scheduler": {"last_epoch": self.scheduler.last_epoch},
             "sampler": self.train_batches.state_dict(),
         })}
 
     def load_trainer_state(self, state: dict) -> None:
         s = json.loads(state["json"])
         self.step = int(s["step"])
-        self.scheduler.load_state_dict(s["scheduler"])
+        self.set_schedule_position(int(s["scheduler"]["last_epoch"]))
         self.train_batches.load_state_dict(s["sampler"])
+
+    def set_schedule_position(self, last_epoch: int) -> None:
+        """Put the LR schedule at `last_epoch` and set every group's lr from it. Layout-free
+        (param groups differ between layouts) and it applies the recipe's optimizer.lr, so
+        a resume with a changed lr uses the new one rather than the checkpoint's."""
+        self.scheduler.last_epoch = last_epoch
+        lrs = [base * fn(last_epoch) for base, fn in zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas)]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self.scheduler._last_lr = lrs
 
     def _maybe_resume(self) -> Path | None:
         """Newest checkpoint of this run's dump folder, else `checkpoint.load_path`."""
