@@ -146,6 +146,9 @@ class CheckpointConfig:
     # Resume automatically from the newest checkpoint in the dump folder that passes
     # verification (its manifest); newer ones that fail are reported and skipped.
     auto_resume: bool = True
+    # Resuming with other [model] settings than the checkpoint's is refused (the weights
+    # would load and mean something else); true allows it, e.g. to fine-tune a threshold.
+    allow_model_changes: bool = False
 
     def __post_init__(self):
         at_least("checkpoint.interval", self.interval, 0, " (0: save only at the end)")

@@ -147,12 +147,15 @@ class BLT(nn.Module):
         P = self.max_patches or T
         starts_ext = self._starts(ids, starts, patch_lengths, entropies)
         if not torch.compiler.is_compiling():
-            check_max_patches(starts_ext[:, :T], P)
-            if not self.static_patch_axis:
+            if self.static_patch_axis:
+                check_max_patches(starts_ext[:, :T], P)
+            else:
                 # Eager: size the patch axis to the batch's real patch count. Padding patches
                 # are never read, so results are identical, and the latent skips up to T - P
-                # dead positions. Compiled graphs keep the static P (no data-dependent
-                # shapes), and so do eager roots around compiled blocks (static_patch_axis).
+                # dead positions; a window with more than max_patches patches is simply
+                # computed exactly (max_patches bounds compiled graphs only). Compiled graphs
+                # keep the static P (no data-dependent shapes), and so do eager roots around
+                # compiled blocks (static_patch_axis), where a window over P is an error.
                 P = int(starts_ext[:, :T].sum(dim=-1).max())
         patch_ids = starts_to_patch_ids(starts_ext[:, :T])
         if self.decoder_lookahead:

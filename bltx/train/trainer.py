@@ -40,6 +40,7 @@ from bltx.sections import Recipe
 from bltx.train.checkpoint import CheckpointManager
 from bltx.train.metrics import MetricLogger
 from bltx.train.optim import build_optimizer
+from bltx.train.resume_check import check_resume
 from bltx.train.schedule import build_scheduler
 
 # Exit code of a run stopped by a non-finite loss or gradient (training.on_nonfinite = "stop").
@@ -133,9 +134,19 @@ class Trainer:
             path = resolve_path(self.recipe, cfg.load_path)
         if path is None:
             return None
+        from bltx.weights import find_checkpoint
+
+        changes = check_resume(find_checkpoint(path), self.recipe_toml, cfg.allow_model_changes)
+        # The recipe's optimizer settings win over the checkpoint's (which the per-parameter
+        # optimizer state carries): keep them aside and put them back after loading.
+        hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         loaded = self.checkpoints.load(path, self.model, self.optimizer, self.trainer_state())
+        for group, values in zip(self.optimizer.param_groups, hyper):
+            group.update(values)
         self.load_trainer_state(loaded)
         self.logger.message(f"resumed from {path} at step {self.step}")
+        for change in changes:
+            self.logger.message(f"  changed since that checkpoint, applied: {change}")
         return path
 
     def save_checkpoint(self) -> Path:
