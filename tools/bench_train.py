@@ -8,6 +8,7 @@ run in one process on the same machine, so the ratios are what to read. Prints a
 writes JSON.
 
     python tools/bench_train.py                 # tiny-recipe shapes, seq 512, batch 4
+    python tools/bench_train.py --shape small   # latent 8 x 512, local 256, seq 1024 x 2, ~40M params
     python tools/bench_train.py --steps 5 --rounds 2 --seq-len 256 --out /tmp/bench_train.json
     python tools/bench_train.py --device cuda --shape 1b --seq-len 4096 --batch 2   # on a GPU
 """
@@ -30,9 +31,45 @@ import bltx  # noqa: E402
 from bltx.config import load_recipe  # noqa: E402
 from bltx.eval.flops import flops_per_byte  # noqa: E402
 from bltx.patching.base import starts_to_lengths  # noqa: E402
+from bltx.precision import resolve_dtype  # noqa: E402
+from tools.step_breakdown import step_breakdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SHAPES = {"tiny": ROOT / "recipes" / "tiny.toml", "1b": ROOT / "recipes" / "1b.toml"}
+# name -> (recipe, --set overrides, default seq_len, default batch)
+SHAPES = {
+    "tiny": (ROOT / "recipes" / "tiny.toml", [], 512, 4),
+    "1b": (ROOT / "recipes" / "1b.toml", [], 512, 4),
+    # A real width that still trains on a 2-core CPU: the tiny recipe's entropy patcher and
+    # embedder tables, local models 256 wide (BLT-1B's 1 encoder layer, fewer decoder
+    # layers), latent 8 x 512.
+    "small": (ROOT / "recipes" / "tiny.toml", [
+        'model.encoder={type="local", dim=256, n_layers=1, n_heads=4, window=128}',
+        'model.latent={type="transformer", dim=512, n_layers=8, n_heads=8}',
+        'model.decoder={type="local", dim=256, n_layers=4, n_heads=4, window=128}',
+    ], 1024, 2),
+}
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_flags() -> list[str]:
+    """The x86 flags that decide matmul speed per dtype, as /proc/cpuinfo lists them."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    have = set(line.split(":", 1)[-1].split())
+    return [f for f in CPU_FLAGS if f in have]
+
+
+def default_rows(shape: str, device) -> list[str]:
+    """Eager and compiled in each precision the device runs natively, HF in its best one."""
+    if shape == "tiny":
+        return ["eager_fp32", "compiled_fp32", "compiled_bf16", "hf_fp32"]
+    native = resolve_dtype("auto", device)[0] == "bfloat16"
+    precisions = ["fp32", "bf16"] if native else ["fp32"]
+    rows = [f"{mode}_{p}" for p in precisions for mode in ("eager", "compiled")]
+    return rows + ["hf_bf16" if native else "hf_fp32"]
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: int = 10) -> float:
@@ -55,7 +92,8 @@ def sync(device: torch.device) -> None:
 
 
 def model_table(shape: str, seq_len: int) -> dict:
-    recipe = load_recipe(SHAPES[shape], [f"data.seq_len={seq_len}"])
+    path, overrides, _, _ = SHAPES[shape]
+    recipe = load_recipe(path, [f"data.seq_len={seq_len}", *overrides])
     table = dict(recipe.model)
     # The patcher runs once to make the patch lengths every row then shares; an entropy
     # checkpoint that is not there (e.g. the 1b recipe) leaves a random entropy model.
@@ -86,16 +124,21 @@ def time_steps(step, steps: int, warmup: int, device) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
-    parser.add_argument("--seq-len", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seq-len", type=int, default=None, help="default: the shape's")
+    parser.add_argument("--batch", type=int, default=None, help="default: the shape's")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds; best kept")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rows", nargs="+", default=["eager_fp32", "compiled_fp32", "compiled_bf16", "hf_fp32"])
+    parser.add_argument("--rows", nargs="+", default=None, help="default: see default_rows")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip the per-component times")
     parser.add_argument("--out", default="runs/bench_train.json")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    _, _, seq_len, batch = SHAPES[args.shape]
+    args.seq_len = args.seq_len or seq_len
+    args.batch = args.batch or batch
+    args.rows = args.rows or default_rows(args.shape, device)
     import os
 
     os.chdir(ROOT)  # recipe paths (the bundled entropy checkpoint) are relative to the root
@@ -120,16 +163,24 @@ def main(argv=None) -> int:
     table["max_patches"] = -(-most // 64) * 64
     mean_len = args.seq_len / float((lengths > 0).sum(-1).float().mean())
     train_flops = flops_per_byte(reference, mean_len, args.seq_len, training=True)["total"]
-    peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
+    # Peaks only for the precisions the rows use: on a CPU without native bf16 a bf16 GEMM
+    # can run 30x slower than fp32, and measuring that peak alone would take minutes.
+    needed = sorted({key.rsplit("_", 1)[1] for key in args.rows})
+    peaks = {p: matmul_peak({"fp32": torch.float32, "bf16": torch.bfloat16}[p], device) for p in needed}
 
-    def bltx_row(compiled: bool, dtype: torch.dtype):
+    def autocast_for(dtype: torch.dtype):
+        return torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+
+    def bltx_copy():
         model = bltx.build_model(table).to(device)
         model.load_state_dict(reference.state_dict())
         model.train()
+        return model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def bltx_row(compiled: bool, dtype: torch.dtype):
+        model, opt = bltx_copy()
         fwd = torch.compile(model) if compiled else model
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-        autocast = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32
-                    else contextlib.nullcontext())
+        autocast = autocast_for(dtype)
 
         def step():
             with autocast:
@@ -140,7 +191,7 @@ def main(argv=None) -> int:
 
         return step
 
-    def hf_row():
+    def hf_row(dtype: torch.dtype = torch.float32):
         from bltx.interop.hf import to_hf
 
         hf = to_hf(reference).to(device).train()
@@ -148,8 +199,11 @@ def main(argv=None) -> int:
         # HF reads the "next byte opens a patch" bit as a trailing zero-length patch.
         hf_lengths = starts_to_lengths(starts)
 
+        autocast = autocast_for(dtype)
+
         def step():
-            loss = loss_of(hf(ids, patch_lengths=hf_lengths, use_cache=False).logits, ids)
+            with autocast:
+                loss = loss_of(hf(ids, patch_lengths=hf_lengths, use_cache=False).logits, ids)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -162,6 +216,7 @@ def main(argv=None) -> int:
         "compiled_bf16": ("bltx compiled bf16", lambda: bltx_row(True, torch.bfloat16), "bf16"),
         "eager_bf16": ("bltx eager bf16", lambda: bltx_row(False, torch.bfloat16), "bf16"),
         "hf_fp32": ("HF BltForCausalLM fp32", hf_row, "fp32"),
+        "hf_bf16": ("HF BltForCausalLM bf16", lambda: hf_row(torch.bfloat16), "bf16"),
     }
     # Build (and compile, warm up) every row first, then time them in interleaved rounds and
     # keep each row's best round: a row timed first would otherwise pay for the process
@@ -173,9 +228,18 @@ def main(argv=None) -> int:
         time_steps(steps[key], 0, args.warmup, device)
         print(f"  ready: {name}", file=sys.stderr)
     best = {key: float("inf") for key in args.rows}
+    # Graphs compiled after warm-up (new shapes or guards failing on data) are recompiles.
+    graphs_before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     for _ in range(args.rounds):
         for key in args.rows:
             best[key] = min(best[key], time_steps(steps[key], args.steps, 1, device))
+    recompiles = torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before
+    auto_dtype, auto_reason = resolve_dtype("auto", device)
+    breakdown = {}
+    if not args.no_breakdown:
+        model, opt = bltx_copy()
+        bd_dtype = torch.bfloat16 if auto_dtype == "bfloat16" else torch.float32
+        breakdown = step_breakdown(model, ids, starts, loss_of, opt, autocast_for(bd_dtype))
     rows = []
     for key in args.rows:
         name, _, precision = makers[key]
@@ -190,18 +254,29 @@ def main(argv=None) -> int:
     print(f"device={device} threads={torch.get_num_threads()} shape={args.shape} seq_len={args.seq_len} "
           f"batch={args.batch} mean patch length={mean_len:.2f} max_patches={table['max_patches']} "
           f"train FLOPs/byte={train_flops:.3g}")
-    print(f"matmul peak: fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s")
+    flags = cpu_flags() if device.type == "cpu" else []
+    print(f"cpu flags seen: {' '.join(flags) or '-'}; training.dtype auto -> {auto_dtype} ({auto_reason})")
+    print("matmul peak: " + ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in peaks.items()))
+    print(f"recompiles after warm-up: {recompiles}")
     head = f"{'row':<24} | {'step s':>8} | {'bytes/s':>10} | {'vs first':>8} | {'GFLOP/s':>8} | {'of peak':>7}"
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r['name']:<24} | {r['step_s']:>8.3f} | {r['bytes_per_s']:>10.0f} | "
               f"{r['bytes_per_s'] / base:>7.2f}x | {r['flops_per_s'] / 1e9:>8.2f} | {r['peak_fraction']:>6.1%}")
+    if breakdown:
+        total = sum(breakdown.values())
+        print(f"eager step breakdown ({auto_dtype}; parts timed alone; sum {total:.3f} s, entropy model "
+              f"not in the rows above, which share precomputed patches):")
+        for part, sec in breakdown.items():
+            print(f"  {part:<14} {sec * 1e3:9.1f} ms  {sec / total:6.1%}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": str(device), "shape": args.shape, "seq_len": args.seq_len,
                                "batch": args.batch, "mean_patch_length": mean_len,
-                               "train_flops_per_byte": train_flops, "peaks": peaks, "rows": rows}, indent=2))
+                               "train_flops_per_byte": train_flops, "peaks": peaks, "rows": rows,
+                               "cpu_flags": flags, "auto_dtype": [auto_dtype, auto_reason],
+                               "recompiles": recompiles, "breakdown_s": breakdown}, indent=2))
     print(f"wrote {out}")
     return 0
 
