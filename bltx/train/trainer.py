@@ -32,7 +32,7 @@ import torch
 from bltx.bytes import OFFSET
 from bltx.config import recipe_to_toml
 from bltx.data.loader import build_data_for_recipe, validation_batches
-from bltx.eval.bpb import autocast_context, batch_nll, evaluate_bpb
+from bltx.train.loss import autocast_context, batch_nll, evaluate_bpb
 from bltx.errors import BltxError
 from bltx.parallel import World, build_training_model, clip_grad_norm_
 from bltx.precision import resolve_dtype
@@ -136,11 +136,13 @@ class Trainer:
             return None
         from bltx.weights import find_checkpoint
 
-        changes = check_resume(find_checkpoint(path), self.recipe_toml, cfg.allow_model_changes)
         # The recipe's optimizer settings win over the checkpoint's (which the per-parameter
         # optimizer state carries): keep them aside and put them back after loading.
         hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         loaded = self.checkpoints.load(path, self.model, self.optimizer, self.trainer_state())
+        # After the load, so a checkpoint of another shape gets the load's "another model"
+        # error; a shape-preserving model change is caught here, before any step runs.
+        changes = check_resume(find_checkpoint(path), self.recipe_toml, cfg.allow_model_changes)
         for group, values in zip(self.optimizer.param_groups, hyper):
             group.update(values)
         self.load_trainer_state(loaded)
