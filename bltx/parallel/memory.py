@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from bltx.parallel.mesh import resolve_degrees
+from bltx.precision import resolve_dtype
 from bltx.parallel.plans import ParallelPlan, plan_for
 
 GiB = 1024**3
@@ -59,7 +60,10 @@ def _tp_param_ids(model: nn.Module, plan: ParallelPlan) -> set[int]:
 def estimate_memory(model: nn.Module, recipe, world_size: int, plan: ParallelPlan | None = None) -> MemoryEstimate:
     plan = plan or plan_for(model)
     deg = resolve_degrees(recipe.parallelism, world_size)
-    compute_bytes = 2 if recipe.training.dtype == "bfloat16" else 4
+    # "auto" is resolved for the device this plan is for: a GPU when one is visible, else
+    # this machine's CPU (a --dry-run on a laptop for a GPU recipe says "auto" -> float32:
+    # an over-estimate of the gathered copies, never an under-estimate).
+    compute_bytes = 2 if resolve_dtype(recipe.training.dtype)[0] == "bfloat16" else 4
     tp_ids = _tp_param_ids(model, plan) if deg.tp > 1 else set()
     whole = {id(p) for fqn in plan.replicated for p in model.get_submodule(fqn).parameters()}
 
@@ -109,7 +113,7 @@ def dry_run_lines(model: nn.Module, recipe, world_size: int) -> list[str]:
                 if keep(m, name) and any(p.requires_grad for p in m.parameters()))
         lines.append(f"  float8 ({recipe.float8.recipe}) linears: {n}")
     lines.append(f"  activation checkpointing: {recipe.activation_checkpoint.mode}; "
-                 f"compile: {'per block' if recipe.compile.enable else 'off'}; dtype: {recipe.training.dtype}")
+                 f"compile: {recipe.compile.scope if recipe.compile.enable else 'off'}; dtype: {recipe.training.dtype}")
     lines.append("memory per rank:")
     lines += ["  " + line for line in estimate_memory(model, recipe, world_size, plan).lines()]
     return lines
