@@ -1,187 +1,106 @@
-"""Incremental BLT generation with key/value caches and online patching.
+"""Cached BLT generation: one session holds every component's cache and feeds bytes through
+the components' cache protocol (bltx/model/cache.py). This file only orchestrates: which
+component runs when, and the patch bookkeeping of the BLT assembly (bltx/model/blt.py).
 
-Per new byte at position s (all rows of the batch advance together, prompts are fed byte by
-byte, so byte-level caches share one position):
-  1. the boundary tracker decides whether byte s+1 opens a patch (entropy model stepped with
-     its own cache, or the patcher re-run on the prefix for rule-based patchers);
-  2. the byte is embedded (n-gram hashes need only the last few bytes) and stepped through
-     the local encoder's layers with their caches; the layer outputs that cross-attention
-     reads are kept;
-  3. rows whose patch closes at s (byte s+1 opens a new one) pool and cross-attend over that
-     patch's bytes and step the latent transformer once: the latent runs once per patch;
-  4. the local decoder steps the byte through its layers, cross-attending to the latent state
-     of the newest complete patch, and returns the next-byte logits.
-This is the same computation as `BLT.forward` on the whole prefix (lookahead decoder rule,
-see model/blt.py), reorganised so each byte costs O(1) layer steps instead of a full pass.
+    session = CachedBLT(model, batch, capacity)
+    logits = session.prefill(ids, lengths)      # right-padded prompts, one parallel pass
+    opens = session.feed(next_ids)              # patcher, embedder, encoder: one byte per row
+    session.close(opens, span)                  # rows whose patch just closed: encode it, latent
+    logits = session.decode()                   # decoder: next-byte logits [B, 260]
+
+Per byte, `feed` decides whether the next byte opens a patch (lookahead rule: the last byte
+of a patch reads that patch's latent state), so a closing patch is encoded and pushed through
+the latent before `decode`. `close` is skipped when no row closes a patch; `span` (the longest
+closing patch, known to the caller) bounds what its cross-attention reads.
 """
 
 from __future__ import annotations
 
 import torch
 
-from bltx.bytes import PAD_ID
-from bltx.infer.kv_cache import CachedStack
-from bltx.model.entropy_model import entropy_from_logits
-from bltx.model.latent import LatentTransformer
-from bltx.model.local_decoder import LocalDecoder
-from bltx.model.local_encoder import LocalEncoder
-from bltx.model.pooling import pool_patches
-from bltx.patching.entropy import EntropyPatcher
+from bltx.model.cache import row_gather
+
+STEPPED = ("byte_embedder", "encoder", "latent", "decoder")
 
 
 def cached_support(model) -> str | None:
-    """None when `model` can generate with caches, else the reason it cannot."""
+    """None when `model` can generate with caches, else the reason (naming the component)."""
     from bltx.model.blt import BLT
 
     if not isinstance(model, BLT):
         return f"{type(model).__name__} is not a BLT (cached steps exist for BLT models only)"
     if not model.decoder_lookahead:
         return "the patcher peeks at the byte it patches (predicts_next_start = False)"
-    for name, cls in (("encoder", LocalEncoder), ("latent", LatentTransformer), ("decoder", LocalDecoder)):
-        if type(getattr(model, name, None)) is not cls:
-            return f"model.{name} is not the built-in '{cls.__name__}' (no cached step for it)"
+    for name in STEPPED:
+        part = getattr(model, name)
+        lacking = [m for m in ("init_cache", "prefill", "step") if not callable(getattr(part, m, None))]
+        if name == "encoder" and not callable(getattr(part, "close", None)):
+            lacking.append("close")
+        if name == "decoder" and not callable(getattr(part, "set_patch", None)):
+            lacking.append("set_patch")
+        if lacking:
+            return f"model.{name} ({type(part).__name__}) has no cache protocol (missing {', '.join(lacking)})"
     return None
 
 
-class EntropyBoundary:
-    """Online entropy patching: steps the frozen entropy model with its own cache."""
-
-    def __init__(self, patcher: EntropyPatcher, batch: int, capacity: int, like: torch.Tensor):
-        self.patcher = patcher
-        self.model = patcher.entropy_model
-        self.stack = CachedStack(self.model.layers, self.model.cfg, batch, capacity, like, self.model.cfg.window)
-        self.prev_entropy = torch.zeros(batch, device=like.device)
-
-    def next_starts(self, s: int, ids: torch.Tensor) -> torch.Tensor:
-        """Whether byte s+1 opens a patch (before the max-length split), [B] bool."""
-        positions = torch.full((ids.shape[0],), s, device=ids.device)
-        h = self.model.tok_embeddings(ids[:, s : s + 1])
-        h, _ = self.stack.step(h, positions)
-        entropy = entropy_from_logits(self.model.output(self.model.norm(h)))[:, 0]
-        p = self.patcher
-        starts = torch.zeros_like(entropy, dtype=torch.bool)
-        if p.threshold is not None:
-            starts |= entropy > p.threshold
-        if p.relative_threshold is not None:
-            # H(x_{s+1}) - H(x_s); at s = 0 the "previous" entropy is the zero padding, as in
-            # `starts_from_entropies` (and position 1 always starts anyway).
-            starts |= entropy - self.prev_entropy > p.relative_threshold
-        self.prev_entropy = entropy
-        return starts | (s + 1 < 2)
-
-
-class PrefixBoundary:
-    """Any strictly causal patcher: re-run it on the prefix plus one pad byte and read the
-    last column. Rule-based patchers are cheap, so this costs little."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def next_starts(self, s: int, ids: torch.Tensor) -> torch.Tensor:
-        prefix = ids[:, : s + 1]
-        ext = torch.nn.functional.pad(prefix, (0, 1), value=PAD_ID)
-        # The model's patcher without its max-length split (the tracker applies that).
-        return self.model.patcher.compute_starts(ext)[:, -1].bool()
-
-
-class CachedBLTGenerator:
-    """Holds every cache for one batch and turns one byte per row into next-byte logits."""
+class CachedBLT:
+    """Every cache of one batch of rows; rows sit at their own byte positions."""
 
     def __init__(self, model, batch: int, capacity: int):
         reason = cached_support(model)
         if reason is not None:
             raise ValueError(f"cached generation unavailable: {reason}")
-        like = next(model.parameters())
-        device = like.device
         self.model = model
-        self.enc, self.lat, self.dec = model.encoder, model.latent, model.decoder
-        self.backend = model.backend
         self.capacity = capacity
-        B = batch
-        self.ids = torch.full((B, capacity), PAD_ID, dtype=torch.long, device=device)
-        self.enc_stack = CachedStack(self.enc.layers, self.enc.cfg, B, capacity, like, self.enc.cfg.window)
-        self.dec_stack = CachedStack(self.dec.layers, self.dec.cfg, B, capacity, like, self.dec.cfg.window)
-        self.lat_stack = CachedStack(self.lat.layers, self.lat.cfg, B, capacity, like, None)
-        self.cross_layers = tuple(sorted(int(n) for n in self.enc.cross_attn))
-        d = self.enc.cfg.dim
-        self.enc_states = {l: torch.zeros(B, capacity, d, dtype=like.dtype, device=device) for l in self.cross_layers}
-        self.latent_out = torch.zeros(B, capacity, self.lat.dim, dtype=like.dtype, device=device)
-        self.n_closed = torch.zeros(B, dtype=torch.long, device=device)  # patches through the latent
-        self.piece_start = torch.zeros(B, dtype=torch.long, device=device)  # start of the open patch
-        patcher = model.patcher
-        if isinstance(patcher, EntropyPatcher):
-            self.boundary = EntropyBoundary(patcher, B, capacity, like)
-        else:
-            self.boundary = PrefixBoundary(model)
-        self.max_patch_length = getattr(patcher, "max_patch_length", None)
-        ngram_sizes = getattr(getattr(model.byte_embedder, "cfg", None), "ngram_sizes", None)
-        # Bytes of left context the embedder needs (None: unknown embedder, use the prefix).
-        self.embed_context = max([1, *ngram_sizes]) if ngram_sizes is not None else None
-        self.starts = torch.zeros(B, capacity + 1, dtype=torch.bool, device=device)
-        self.starts[:, 0] = True
-
-    def _embed(self, s: int) -> torch.Tensor:
-        lo = 0 if self.embed_context is None else max(0, s + 1 - self.embed_context)
-        return self.model.byte_embedder(self.ids[:, lo : s + 1])[:, -1:]
-
-    def _close_patches(self, s: int, closing: torch.Tensor) -> None:
-        """Encode the patch [piece_start, s] of every row and step the latent once."""
-        enc, k = self.enc, self.enc.cfg.cross_attn_k
-        B = closing.shape[0]
-        pos = torch.arange(s + 1, device=closing.device)
-        in_patch = pos[None, :] >= self.piece_start[:, None]
-        local_ids = torch.where(in_patch, 0, -1)
-        pool_ids = torch.where(in_patch, 0, 1)  # 1 = the pooling helper's dump row
-        q_group = torch.zeros(B, k, dtype=torch.long, device=closing.device)
-        mask = self.backend.group_mask(q_group, local_ids)
-        patches = None
-        for l in self.cross_layers:
-            h = self.enc_states[l][:, : s + 1]
-            if patches is None or enc.cfg.cross_attn_repool:
-                pooled = pool_patches(h, pool_ids, 1, enc.cfg.pooling)
-                patches = enc.patch_proj(pooled).reshape(B, k, enc.cfg.dim)
-            patches = patches + enc.cross_attn[str(l)](patches, h, mask, self.backend)
-        x = patches.reshape(B, 1, k * enc.cfg.dim)
-        if enc.out_proj is not None:
-            x = enc.out_proj(x)
-        x, _ = self.lat_stack.step(x, self.n_closed)
-        if self.lat.norm is not None:
-            x = self.lat.norm(x)
-        rows = torch.arange(B, device=x.device)
-        keep = self.latent_out[rows, self.n_closed]
-        self.latent_out[rows, self.n_closed] = torch.where(closing[:, None], x[:, 0], keep)
-        self.n_closed += closing.long()
-
-    def _decode(self, s: int, h: torch.Tensor) -> torch.Tensor:
-        dec, k = self.dec, self.dec.cfg.cross_attn_k
-        B = h.shape[0]
-        rows = torch.arange(B, device=h.device)
-        dec_id = self.n_closed - 1  # the newest complete patch (lookahead rule)
-        kv = dec.patch_proj(self.latent_out[rows, dec_id.clamp(min=0)]).reshape(B, k, dec.cfg.dim)
-        q_group = torch.where(dec_id >= 0, 0, -1)[:, None]
-        mask = self.backend.group_mask(q_group, torch.zeros(B, k, dtype=torch.long, device=h.device))
-        prepared = self.dec_stack.prepare(torch.full((B,), s, device=h.device))
-        for i in range(len(self.dec_stack.layers)):
-            if str(i) in dec.cross_attn:
-                h = h + dec.cross_attn[str(i)](h, kv, mask, self.backend)
-            h = self.dec_stack.step_layer(i, h, prepared)
-        return dec.output(dec.norm(h))[:, 0]
+        self.device = next(model.parameters()).device
+        self.caches = {name: getattr(model, name).init_cache(batch, capacity) for name in STEPPED}
+        self.patching = model.patcher.init_state(batch, capacity, self.device)
+        self.h = None  # the fed byte's encoder state, read by decode
+        self.closing_start = None  # start of the patch each row's fed byte belongs to
 
     @torch.no_grad()
-    def step(self, s: int, byte_ids: torch.Tensor) -> torch.Tensor:
-        """Feed byte s of every row ([B] ids); returns logits [B, 260] for byte s+1."""
-        if s >= self.capacity:
-            raise ValueError(f"generation capacity {self.capacity} bytes exceeded")
-        self.ids[:, s] = byte_ids
-        opens = self.boundary.next_starts(s, self.ids)
-        if self.max_patch_length is not None:
-            opens |= (s + 1 - self.piece_start) >= self.max_patch_length
-        self.starts[:, s + 1] = opens
-        B = byte_ids.shape[0]
-        h, kept = self.enc_stack.step(self._embed(s), torch.full((B,), s, device=byte_ids.device), self.cross_layers)
-        for l, state in kept.items():
-            self.enc_states[l][:, s] = state[:, 0]
-        if bool(opens.any()):
-            self._close_patches(s, opens)
-        self.piece_start = torch.where(opens, s + 1, self.piece_start)
-        return self._decode(s, h)
+    def prefill(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids [B, T] right-padded prompts of `lengths` -> logits [B, 260] after each prompt."""
+        m, c = self.model, self.caches
+        T = ids.shape[1]
+        starts = m.patcher.prefill_state(ids, lengths, self.patching)  # [B, T+1]
+        P = int(starts[:, :T].sum(dim=-1).max())
+        patch_ids = starts[:, :T].long().cumsum(-1) - 1
+        dec_patch_ids = starts.long().cumsum(-1)[:, 1:] - 2  # lookahead rule (model/blt.py)
+        cols = torch.arange(1, T + 1, device=ids.device)[None]
+        closed = (starts[:, 1:] & (cols <= lengths[:, None])).sum(-1)  # complete patches per row
+        h = m.byte_embedder.prefill(ids, lengths, c["byte_embedder"])
+        h, patches = m.encoder.prefill(h, patch_ids, P, lengths, c["encoder"])
+        latent = m.latent.prefill(patches, closed, c["latent"])
+        logits = m.decoder.prefill(h, latent, dec_patch_ids, lengths, c["decoder"])
+        newest = (closed - 1).clamp(min=0)
+        m.decoder.set_patch(row_gather(latent, newest), closed > 0, c["decoder"])
+        return row_gather(logits, lengths - 1)[:, 0]
+
+    @torch.no_grad()
+    def feed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Byte ids [B] at each row's next position; returns whether the byte after opens a
+        patch ([B] bool, on the device)."""
+        m, c = self.model, self.caches
+        self.closing_start = self.patching.last_start.clone()
+        opens = m.patcher.step_state(ids, self.patching)
+        h = m.byte_embedder.step(ids[:, None], c["byte_embedder"])
+        self.h = m.encoder.step(h, c["encoder"])
+        return opens
+
+    @torch.no_grad()
+    def close(self, opens: torch.Tensor, span: int) -> None:
+        """Rows with `opens` closed a patch at the fed byte: encode it (reading `span` byte
+        states), step the latent, and let the decoder read the new latent state."""
+        m, c = self.model, self.caches
+        patch = m.encoder.close(c["encoder"], self.closing_start, span)
+        y = m.latent.step(patch, c["latent"], opens)
+        m.decoder.set_patch(y, opens, c["decoder"])
+
+    @torch.no_grad()
+    def decode(self) -> torch.Tensor:
+        return self.model.decoder.step(self.h, self.caches["decoder"])[:, 0]
+
+    def open_lengths(self) -> list[int]:
+        """Bytes in each row's open patch (host ints; one sync, after prefill)."""
+        return (self.patching.pos - self.patching.last_start).tolist()

@@ -14,8 +14,8 @@ from typing import Callable
 
 import torch
 
-from bltx.bytes import BOS_ID, encode
-from bltx.infer.cached import CachedBLTGenerator, cached_support
+from bltx.bytes import BOS_ID, PAD_ID, encode
+from bltx.infer.cached import CachedBLT, cached_support
 from bltx.infer.recompute import generate_recompute
 from bltx.infer.sampling import SamplingConfig, sample_next
 from bltx.infer.stopping import StopChecker
@@ -71,32 +71,45 @@ def generate(
         model.train(was_training)
 
 
+def span_bucket(length: int, capacity: int) -> int:
+    """The cross-attention span for a closing patch of `length` bytes: the next power of two,
+    so a compiled close sees few distinct shapes."""
+    return min(max(4, 1 << (length - 1).bit_length()), capacity)
+
+
 def _generate_cached(model, prompts, max_new_bytes, sampling, stop, generator, on_byte):
-    """Lockstep over positions: row b is fed its prompt while s < len(prompt b), then its own
-    samples; logits are sampled only where they predict a byte after the prompt."""
+    """Prefill all prompts at once (right-padded), then one byte per row per step. The host
+    learns each new byte and whether the byte after it opens a patch in one transfer; patch
+    lengths are tracked on the host from those flags, so closing needs no extra sync."""
     device = next(model.parameters()).device
     batch = len(prompts)
     lengths = torch.tensor([len(p) for p in prompts], device=device)
-    capacity = int(lengths.max()) + max_new_bytes
-    gen = CachedBLTGenerator(model, batch, capacity)
-    prompt_buf = torch.zeros(batch, capacity, dtype=torch.long, device=device)
+    capacity = max(len(p) for p in prompts) + max_new_bytes
+    ids = torch.full((batch, max(len(p) for p in prompts)), PAD_ID, dtype=torch.long, device=device)
     for row, p in enumerate(prompts):
-        prompt_buf[row, : len(p)] = p.to(device)
+        ids[row, : len(p)] = p.to(device)
+    session = CachedBLT(model, batch, capacity)
+    logits = session.prefill(ids, lengths)
+    run = session.open_lengths()
     outputs: list[list[int]] = [[] for _ in range(batch)]
-    feed = prompt_buf[:, 0]
-    for s in range(capacity - 1):
-        logits = gen.step(s, feed)
-        predicting = s + 1 >= lengths  # logits at s predict byte s+1
-        sampled = sample_next(logits, sampling, generator)
-        for row in torch.nonzero(predicting).flatten().tolist():
-            if stop.done[row] or len(outputs[row]) >= max_new_bytes:
+    for step in range(max_new_bytes):
+        nxt = sample_next(logits, sampling, generator)
+        opens = session.feed(nxt)
+        new, flags = torch.stack([nxt, opens.long()]).tolist()  # the one host sync per byte
+        for row in range(batch):
+            if stop.done[row]:
                 continue
-            token = int(sampled[row])
-            outputs[row].append(token)
+            outputs[row].append(new[row])
             if on_byte is not None:
-                on_byte(row, token)
-            stop.update(row, token)
-        if all(stop.done[r] or len(outputs[r]) >= max_new_bytes for r in range(batch)):
+                on_byte(row, new[row])
+            stop.update(row, new[row])
+        if stop.all_done or step == max_new_bytes - 1:
             break
-        feed = torch.where(s + 1 < lengths, prompt_buf[:, s + 1], sampled)
+        run = [r + 1 for r in run]
+        closing = [row for row in range(batch) if flags[row]]
+        if closing:
+            session.close(opens, span_bucket(max(run[row] for row in closing), capacity))
+            for row in closing:
+                run[row] = 0
+        logits = session.decode()
     return [torch.tensor(o, dtype=torch.long) for o in outputs]

@@ -136,6 +136,10 @@ class FlexBackend:
         return out
 
 
+# Generation steps build explicit boolean masks, whatever backend the model trains with.
+SDPA = SdpaBackend()
+
+
 def run_attention(backend, q, k, v, mask, scale: float | None = None) -> torch.Tensor:
     """Attention with `mask`: a mask that carries its own `attend` runs itself, any other
     goes to the backend that made it."""
@@ -180,6 +184,30 @@ class SelfAttention(nn.Module):
         out = run_attention(backend, q, k, v, mask)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))
 
+    def project_kv(self, x, rope) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotated keys and values [B, H_kv, T, D] of x [B, T, dim], as forward makes them
+        (generation prefill stores them; bltx/model/cache.py)."""
+        B, T, _ = x.shape
+        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = rope
+        return apply_rope(k, cos, sin), v
+
+    def step(self, x, kv, info) -> torch.Tensor:
+        """One new position per row, x [B, 1, dim]: write its key/value into the KVCache `kv`
+        at info.slot, attend over the cached keys info.mask allows (bltx/model/cache.py)."""
+        B = x.shape[0]
+        q = self.wq(x).view(B, 1, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.wk(x).view(B, 1, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(B, 1, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = info.rope
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        kv.write(info.slot, k, v)
+        out = F.scaled_dot_product_attention(
+            q, kv.k, kv.v, attn_mask=info.mask, enable_gqa=self.n_heads != self.n_kv_heads
+        )
+        return self.wo(out.transpose(1, 2).reshape(B, 1, -1))
+
     def init_weights(self) -> None:
         for lin in (self.wq, self.wk, self.wv, self.wo):
             init_linear(lin)
@@ -214,6 +242,24 @@ class CrossAttention(nn.Module):
         v = self.wv(kvn).view(B, Lkv, self.n_kv_heads, self.head_dim).transpose(1, 2)
         out = run_attention(backend, q, k, v, mask)
         return x + self.wo(out.transpose(1, 2).reshape(B, Lq, -1))
+
+    def project_kv(self, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [B, H_kv, L, D] of kv [B, L, dim]: a decoding step computes them
+        once per patch and reuses them for every byte that reads the patch."""
+        B, L, _ = kv.shape
+        kvn = self.k_norm(kv)
+        k = self.wk(kvn).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(kvn).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        return k, v
+
+    def step(self, x, k, v, valid: torch.Tensor) -> torch.Tensor:
+        """x [B, 1, dim] attends to all of k, v [B, H_kv, L, D]; rows with valid False read
+        nothing (zero attention, as the masked forward gives them)."""
+        B = x.shape[0]
+        q = self.wq(self.q_norm(x)).view(B, 1, self.n_heads, self.head_dim).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v, enable_gqa=self.n_heads != self.n_kv_heads)
+        out = out * valid.to(out.dtype)[:, None, None, None]
+        return x + self.wo(out.transpose(1, 2).reshape(B, 1, -1))
 
     def init_weights(self) -> None:
         self.q_norm.init_weights()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bltx.model.cache import StackCache, prefill_stack
 from bltx.model.init import init_embedding, init_linear
 from bltx.model.norm import RMSNorm
-from bltx.model.transformer import TransformerDims, make_layers, rope_for
+from bltx.model.transformer import TransformerDims, make_layers, rope_for, step_layers
 
 
 class CausalLM(nn.Module):
@@ -36,6 +37,20 @@ class CausalLM(nn.Module):
         mask = self.backend.causal_mask(T, self.window, tokens.device)
         for layer in self.layers.values():
             h = layer(h, mask, rope, self.backend)
+        return self.output(self.norm(h))
+
+    # -- cached generation (bltx/model/cache.py) ----------------------------------------------
+
+    def init_cache(self, batch: int, capacity: int) -> StackCache:
+        return StackCache(len(self.layers), self.dims, batch, capacity, self.window, self.output.weight)
+
+    def prefill(self, tokens: torch.Tensor, lengths: torch.Tensor, cache: StackCache) -> torch.Tensor:
+        """Right-padded tokens [B, T] -> logits [B, T, vocab]; the cache ends at `lengths`."""
+        return prefill_stack(self.layers, cache, lengths, lambda: self(tokens))
+
+    def step(self, tokens: torch.Tensor, cache: StackCache) -> torch.Tensor:
+        """tokens [B, 1] at each row's next position -> logits [B, 1, vocab]."""
+        h = step_layers(self.layers, self.tok_embeddings(tokens), cache)
         return self.output(self.norm(h))
 
     def init_weights(self) -> None:

@@ -102,3 +102,37 @@ class HashNgramEmbedder(nn.Module):
         init_embedding(self.byte_table)
         if self.hash_table is not None:
             init_embedding(self.hash_table)
+
+    # -- cached generation (bltx/model/cache.py): the n-grams ending at a new byte need only
+    # the last max(ngram_sizes) - 1 ids of the row, kept in `cache["ctx"]` (oldest first).
+
+    def init_cache(self, batch: int, capacity: int) -> dict:
+        width = max([1, *self.cfg.ngram_sizes]) - 1 if self.hash_table is not None else 0
+        return {"ctx": torch.zeros(batch, width, dtype=torch.long, device=self.byte_table.weight.device)}
+
+    def prefill(self, ids: torch.Tensor, lengths: torch.Tensor, cache: dict) -> torch.Tensor:
+        ctx = cache["ctx"]
+        width = ctx.shape[1]
+        if width:
+            # Left-pad with id 0 as the n-gram hash does; row b's context is ids[L-width : L].
+            padded = F.pad(ids.long(), (width, 0), value=0)
+            cols = lengths[:, None] + torch.arange(width, device=ids.device)[None]
+            ctx.copy_(torch.gather(padded, 1, cols))
+        return self(ids)
+
+    def step(self, ids: torch.Tensor, cache: dict) -> torch.Tensor:
+        """ids [B, 1] -> h [B, 1, dim]; the context slides by one id."""
+        ctx = cache["ctx"]
+        h = self.byte_table(ids)
+        if self.hash_table is not None:
+            window = torch.cat([ctx, ids.long()], dim=1)
+            slot = 0
+            for f in range(self.cfg.hash_functions):
+                prime = HASH_PRIMES[f % len(HASH_PRIMES)]
+                for n in self.cfg.ngram_sizes:
+                    row = ngram_hash(window[:, -n:], n, prime, self.cfg.hash_vocab)[:, -1:]
+                    h = h + self.hash_table(row + slot * self.cfg.hash_vocab)
+                    slot += 1
+            if ctx.shape[1]:
+                ctx.copy_(window[:, 1:])
+        return h

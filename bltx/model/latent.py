@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bltx.model.cache import StackCache, prefill_stack
 from bltx.model.norm import RMSNorm
-from bltx.model.transformer import TransformerDims, make_layers, rope_for
+from bltx.model.transformer import TransformerDims, make_layers, rope_for, step_layers
 from bltx.registry import register
 
 
@@ -44,6 +45,22 @@ class LatentTransformer(nn.Module):
         mask = self.backend.causal_mask(P, None, x.device)
         for layer in self.layers.values():
             x = layer(x, mask, rope, self.backend)
+        return self.norm(x) if self.norm is not None else x
+
+    # -- cached generation (bltx/model/cache.py): one position per closed patch ----------------
+
+    def init_cache(self, batch: int, capacity: int) -> StackCache:
+        like = self.layers["0"].attention.wq.weight
+        return StackCache(len(self.layers), self.cfg, batch, capacity, None, like)
+
+    def prefill(self, x: torch.Tensor, counts: torch.Tensor, cache: StackCache) -> torch.Tensor:
+        """x [B, P, dim] -> [B, P, dim]; row b's cache keeps its first counts[b] patches."""
+        return prefill_stack(self.layers, cache, counts, lambda: self(x))
+
+    def step(self, x: torch.Tensor, cache: StackCache, active: torch.Tensor) -> torch.Tensor:
+        """One patch per row, x [B, 1, dim]; only `active` rows advance (the others' writes
+        land past their last patch and are overwritten when they close one)."""
+        x = step_layers(self.layers, x, cache, active)
         return self.norm(x) if self.norm is not None else x
 
     def init_weights(self) -> None:

@@ -15,6 +15,7 @@ from torch import nn
 
 from bltx.bytes import VOCAB_SIZE
 from bltx.model.attention import CrossAttention
+from bltx.model.cache import prefill_stack, StackCache
 from bltx.model.init import init_linear
 from bltx.model.local_encoder import patch_query_groups
 from bltx.model.norm import RMSNorm
@@ -75,6 +76,45 @@ class LocalDecoder(nn.Module):
             if name in self.cross_attn:
                 h = h + self.cross_attn[name](h, kv, cross_mask, self.backend)
             h = layer(h, self_mask, rope, self.backend)
+        return self.output(self.norm(h))
+
+    # -- cached generation (bltx/model/cache.py) ----------------------------------------------
+    # Every byte reads the newest complete patch (lookahead rule, bltx/model/blt.py), so the
+    # cache keeps that patch's keys/values per cross-attention layer, computed once per patch.
+
+    def init_cache(self, batch: int, capacity: int) -> dict:
+        like = self.output.weight
+        k, hd = self.cfg.cross_attn_k, self.cfg.head_dim
+        shape = (batch, self.cfg.kv_heads, k, hd)
+        patch = {name: (torch.zeros(shape, dtype=like.dtype, device=like.device),
+                        torch.zeros(shape, dtype=like.dtype, device=like.device)) for name in self.cross_attn}
+        return {"stack": StackCache(len(self.layers), self.cfg, batch, capacity, self.cfg.window, like),
+                "patch": patch, "valid": torch.zeros(batch, dtype=torch.bool, device=like.device)}
+
+    def prefill(self, h, latent, dec_patch_ids, lengths: torch.Tensor, cache: dict) -> torch.Tensor:
+        return prefill_stack(self.layers, cache["stack"], lengths, lambda: self(h, latent, dec_patch_ids))
+
+    def set_patch(self, latent_state: torch.Tensor, active: torch.Tensor, cache: dict) -> None:
+        """Rows `active` now read the patch whose latent output is latent_state [B, 1, latent_dim]."""
+        B = latent_state.shape[0]
+        kv = self.patch_proj(latent_state).reshape(B, self.cfg.cross_attn_k, self.cfg.dim)
+        keep = active[:, None, None, None]
+        for name, (k_old, v_old) in cache["patch"].items():
+            k, v = self.cross_attn[name].project_kv(kv)
+            k_old.copy_(torch.where(keep, k, k_old))
+            v_old.copy_(torch.where(keep, v, v_old))
+        cache["valid"].logical_or_(active)
+
+    def step(self, h: torch.Tensor, cache: dict) -> torch.Tensor:
+        """One byte per row, h [B, 1, dim] (the encoder's state) -> logits [B, 1, 260]."""
+        stack = cache["stack"]
+        info = stack.prepare()
+        for i, (name, layer) in enumerate(self.layers.items()):
+            if name in self.cross_attn:
+                k, v = cache["patch"][name]
+                h = h + self.cross_attn[name].step(h, k, v, cache["valid"])
+            h = layer.step(h, stack.layers[i], info)
+        stack.advance()
         return self.output(self.norm(h))
 
     def init_weights(self) -> None:

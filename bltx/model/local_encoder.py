@@ -14,7 +14,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bltx.model.attention import CrossAttention
+from bltx.model.attention import SDPA, CrossAttention, SdpaMask
+from bltx.model.cache import StackCache, capture_inputs, prefill_stack
 from bltx.model.init import init_linear
 from bltx.model.patch_attention import PatchQueries
 from bltx.model.pooling import pool_patches
@@ -92,3 +93,54 @@ class LocalEncoder(nn.Module):
         init_linear(self.patch_proj)
         if self.out_proj is not None:
             init_linear(self.out_proj)
+
+    # -- cached generation (bltx/model/cache.py) ----------------------------------------------
+    # The cache holds the byte stack's keys/values and, for each cross-attention layer, the
+    # byte states it reads, so a closing patch is encoded from its own bytes only.
+
+    def init_cache(self, batch: int, capacity: int) -> dict:
+        like = self.patch_proj.weight
+        states = {name: torch.zeros(batch, capacity, self.cfg.dim, dtype=like.dtype, device=like.device)
+                  for name in self.cross_attn}
+        return {"stack": StackCache(len(self.layers), self.cfg, batch, capacity, self.cfg.window, like),
+                "states": states}
+
+    def prefill(self, h, patch_ids, num_patches: int, lengths: torch.Tensor, cache: dict):
+        crossed = {name: self.layers[name] for name in self.cross_attn}
+        with capture_inputs(crossed, outputs=True) as seen:
+            out = prefill_stack(self.layers, cache["stack"], lengths, lambda: self(h, patch_ids, num_patches))
+        for name, state in seen.items():
+            cache["states"][name][:, : state.shape[1]] = state
+        return out
+
+    def step(self, h: torch.Tensor, cache: dict) -> torch.Tensor:
+        """One byte per row, h [B, 1, dim] -> its byte state [B, 1, dim]."""
+        stack = cache["stack"]
+        info = stack.prepare()
+        rows = torch.arange(h.shape[0], device=h.device)
+        for i, (name, layer) in enumerate(self.layers.items()):
+            h = layer.step(h, stack.layers[i], info)
+            if name in self.cross_attn:
+                cache["states"][name][rows, stack.pos] = h[:, 0]
+        stack.advance()
+        return h
+
+    def close(self, cache: dict, start: torch.Tensor, span: int) -> torch.Tensor:
+        """Encode the patch [start[b], pos[b]) of each row -> [B, 1, latent_dim]. `span` >= the
+        longest of these patches: the cross-attention reads `span` byte states, not the prefix."""
+        pos = cache["stack"].pos
+        B, d, k = pos.shape[0], self.cfg.dim, self.cfg.cross_attn_k
+        idx = start[:, None] + torch.arange(span, device=pos.device)[None]
+        inside = idx < pos[:, None]
+        capacity = next(iter(cache["states"].values())).shape[1]
+        gather = idx.clamp(max=capacity - 1)[..., None].expand(B, span, d)
+        mask = SdpaMask(inside[:, None, None, :])  # the k queries see the patch's bytes
+        patches = None
+        for name in self.cross_attn:
+            hs = torch.gather(cache["states"][name], 1, gather)
+            if patches is None or self.cfg.cross_attn_repool:
+                pooled = pool_patches(hs, torch.where(inside, 0, 1), 1, self.cfg.pooling)
+                patches = self.patch_proj(pooled).reshape(B, k, d)
+            patches = patches + self.cross_attn[name](patches, hs, mask, SDPA)
+        out = patches.reshape(B, 1, k * d)
+        return self.out_proj(out) if self.out_proj is not None else out

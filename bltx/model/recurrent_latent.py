@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bltx.model.cache import capture_inputs
 from bltx.model.init import init_linear
 from bltx.model.mlp import FeedForward, default_ffn_dim
 from bltx.model.norm import RMSNorm
@@ -67,6 +68,18 @@ class GatedRecurrence(nn.Module):
         b = (1.0 - a) * self.w_value(x).float()
         h = linear_scan(a, b).to(x.dtype)
         return self.wo(h * F.silu(self.w_gate(x)))
+
+    def states(self, x: torch.Tensor) -> torch.Tensor:
+        """The fp32 recurrent state after each position of x [B, P, dim] (generation prefill)."""
+        a = torch.sigmoid(self.w_forget(x).float())
+        return linear_scan(a, (1.0 - a) * self.w_value(x).float())
+
+    def step(self, x: torch.Tensor, state: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """One position, x [B, 1, dim]; `state` [B, dim] fp32 advances in place where active."""
+        a = torch.sigmoid(self.w_forget(x[:, 0]).float())
+        h = a * state + (1.0 - a) * self.w_value(x[:, 0]).float()
+        state.copy_(torch.where(active[:, None], h, state))
+        return self.wo((h.to(x.dtype) * F.silu(self.w_gate(x[:, 0])))[:, None])
 
     def init_weights(self) -> None:
         for lin in (self.w_forget, self.w_value, self.w_gate, self.wo):
@@ -137,6 +150,29 @@ class RecurrentLatent(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers.values():
             x = layer(x)
+        return self.norm(x) if self.norm is not None else x
+
+    # -- cached generation (bltx/model/cache.py): the state is one fp32 vector per layer ------
+
+    def init_cache(self, batch: int, capacity: int) -> list[torch.Tensor]:
+        device = self.layers["0"].mixer.wo.weight.device
+        return [torch.zeros(batch, self.cfg.dim, device=device) for _ in self.layers]
+
+    def prefill(self, x: torch.Tensor, counts: torch.Tensor, cache: list[torch.Tensor]) -> torch.Tensor:
+        """x [B, P, dim] -> [B, P, dim]; each layer's state is taken after counts[b] patches."""
+        mixers = {name: layer.mixer for name, layer in self.layers.items()}
+        with capture_inputs(mixers) as seen:
+            out = self(x)
+        rows = torch.arange(x.shape[0], device=x.device)
+        for state, name in zip(cache, self.layers):
+            h = self.layers[name].mixer.states(seen[name])[rows, (counts - 1).clamp(min=0)]
+            state.copy_(torch.where((counts > 0)[:, None], h, torch.zeros_like(h)))
+        return out
+
+    def step(self, x: torch.Tensor, cache: list[torch.Tensor], active: torch.Tensor) -> torch.Tensor:
+        for state, layer in zip(cache, self.layers.values()):
+            x = x + layer.mixer.step(layer.mixer_norm(x), state, active)
+            x = x + layer.feed_forward(layer.ffn_norm(x))
         return self.norm(x) if self.norm is not None else x
 
     def init_weights(self) -> None:

@@ -86,6 +86,11 @@ class Block(nn.Module):
         x = x + self.attention(self.attention_norm(x), mask, rope, backend)
         return x + self.feed_forward(self.ffn_norm(x))
 
+    def step(self, x, kv, info) -> torch.Tensor:
+        """One new position per row against the layer's KVCache (bltx/model/cache.py)."""
+        x = x + self.attention.step(self.attention_norm(x), kv, info)
+        return x + self.feed_forward(self.ffn_norm(x))
+
     def init_weights(self) -> None:
         self.attention_norm.init_weights()
         self.attention.init_weights()
@@ -101,3 +106,13 @@ def make_layers(dims: TransformerDims) -> nn.ModuleDict:
 
 def rope_for(dims: TransformerDims, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     return rope_cos_sin(length, dims.head_dim, dims.rope_theta, device)
+
+
+def step_layers(layers: nn.ModuleDict, x: torch.Tensor, cache, active: torch.Tensor | None = None) -> torch.Tensor:
+    """x [B, 1, dim] through every block of `layers` with their StackCache; rows advance
+    (all, or those `active`)."""
+    info = cache.prepare()
+    for i, layer in enumerate(layers.values()):
+        x = layer.step(x, cache.layers[i], info)
+    cache.advance(active)
+    return x

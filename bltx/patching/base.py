@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bltx.model.cache import PatchState
+
 
 class Patcher(nn.Module):
     """Maps byte ids [B, T] to patch starts [B, T] (bool).
@@ -57,6 +59,59 @@ class Patcher(nn.Module):
         if self.max_patch_length is not None:
             starts = split_long_patches(starts, self.max_patch_length)
         return starts
+
+    # -- online patching for generation -------------------------------------------------------
+    # state = init_state(B, capacity); starts [B, T+1] = prefill_state(ids, lengths, state)
+    # (column lengths[b]: does the byte after row b's prompt open a patch?); then per new byte
+    # opens [B] = step_state(ids [B], state): does the byte after it open a patch? Subclasses
+    # keep bounded state in `_online_init / _online_prefill / _online_step` (rule before the
+    # max-length split); the fallback here keeps the ids and re-runs `compute_starts` on the
+    # whole buffer, O(prefix) per byte: `online_steps` False says so.
+    online_steps: bool = False
+
+    def init_state(self, batch: int, capacity: int, device) -> PatchState:
+        zeros = torch.zeros(batch, dtype=torch.long, device=device)
+        state = PatchState(zeros, zeros.clone())
+        self._online_init(state, batch, capacity, device)
+        return state
+
+    def prefill_state(self, ids: torch.Tensor, lengths: torch.Tensor, state: PatchState) -> torch.Tensor:
+        starts = force_first_start(self._online_prefill(ids, lengths, state).bool())
+        if self.max_patch_length is not None:
+            starts = split_long_patches(starts, self.max_patch_length)
+        cols = torch.arange(starts.shape[1], device=ids.device)[None]
+        upto = starts & (cols <= lengths[:, None])
+        state.last_start.copy_(torch.where(upto, cols, 0).amax(dim=-1))
+        state.pos.copy_(lengths)
+        return starts
+
+    def step_state(self, ids: torch.Tensor, state: PatchState) -> torch.Tensor:
+        opens = self._online_step(ids, state).bool()
+        nxt = state.pos + 1
+        if self.max_patch_length is not None:
+            opens = opens | (nxt - state.last_start >= self.max_patch_length)
+        state.last_start.copy_(torch.where(opens, nxt, state.last_start))
+        state.pos.copy_(nxt)
+        return opens
+
+    def _online_init(self, state: PatchState, batch: int, capacity: int, device) -> None:
+        from bltx.bytes import PAD_ID
+
+        state.extra["ids"] = torch.full((batch, capacity + 1), PAD_ID, dtype=torch.long, device=device)
+
+    def _online_prefill(self, ids: torch.Tensor, lengths: torch.Tensor, state: PatchState) -> torch.Tensor:
+        from bltx.bytes import PAD_ID
+
+        buf = state.extra["ids"]
+        T = ids.shape[1]
+        cols = torch.arange(T, device=ids.device)[None]
+        buf[:, :T] = torch.where(cols < lengths[:, None], ids, PAD_ID)
+        return self.compute_starts(torch.nn.functional.pad(ids, (0, 1), value=PAD_ID))
+
+    def _online_step(self, ids: torch.Tensor, state: PatchState) -> torch.Tensor:
+        buf, rows = state.extra["ids"], torch.arange(ids.shape[0], device=ids.device)
+        buf[rows, state.pos] = ids
+        return self.compute_starts(buf)[rows, state.pos + 1]
 
 
 def force_first_start(starts: torch.Tensor) -> torch.Tensor:

@@ -51,17 +51,20 @@ def build_trie(token_bytes: list[bytes]) -> tuple[torch.Tensor, torch.Tensor]:
     return trans, has_children
 
 
-def causal_bpe_starts(ids: torch.Tensor, trans: torch.Tensor, has_children: torch.Tensor) -> torch.Tensor:
-    """bool [B, T]: the rule of the module doc (starts[:, 0] left False; forced later)."""
+def causal_bpe_starts(ids: torch.Tensor, trans: torch.Tensor, has_children: torch.Tensor, with_states: bool = False):
+    """bool [B, T]: the rule of the module doc (starts[:, 0] left False; forced later).
+    with_states: also the trie node [B, T] the open patch is at before each position."""
     B, T = ids.shape
     starts = torch.zeros(B, T, dtype=torch.bool, device=ids.device)
+    nodes = torch.zeros(B, T, dtype=torch.long, device=ids.device)
     state = torch.zeros(B, dtype=torch.long, device=ids.device)
     for t in range(1, T):
         nxt = trans[state, ids[:, t - 1]].long()
         opens = (nxt < 0) | ~has_children[nxt.clamp(min=0)]
         starts[:, t] = opens
         state = torch.where(opens, torch.zeros_like(nxt), nxt)
-    return starts
+        nodes[:, t] = state
+    return (starts, nodes) if with_states else starts
 
 
 @register("patcher", "bpe")
@@ -98,3 +101,23 @@ class BpePatcher(Patcher):
 
     def compute_starts(self, ids, entropies=None):
         return causal_bpe_starts(ids, self.trans, self.has_children)
+
+    # Online: the trie node of the open patch is the whole state (one lookup per byte).
+    online_steps = True
+
+    def _online_init(self, state, batch, capacity, device):
+        state.extra["node"] = torch.zeros(batch, dtype=torch.long, device=device)
+
+    def _online_prefill(self, ids, lengths, state):
+        ext = torch.nn.functional.pad(ids, (0, 1))
+        starts, nodes = causal_bpe_starts(ext, self.trans, self.has_children, with_states=True)
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        state.extra["node"].copy_(nodes[rows, lengths])
+        return starts
+
+    def _online_step(self, ids, state):
+        node = state.extra["node"]
+        nxt = self.trans[node, ids].long()
+        opens = (nxt < 0) | ~self.has_children[nxt.clamp(min=0)]
+        node.copy_(torch.where(opens, torch.zeros_like(nxt), nxt))
+        return opens

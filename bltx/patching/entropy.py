@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from bltx.checks import finite, require
 from bltx.errors import CheckpointError
 from bltx.model.attention import attention_backend, check_backend_name
+from bltx.model.entropy_model import entropy_from_logits
 from bltx.patching.base import Patcher
 from bltx.registry import build, register
 from bltx.schema import component
@@ -104,6 +105,43 @@ class EntropyPatcher(Patcher):
         if entropies is None:
             entropies = self.entropies(ids)
         return starts_from_entropies(entropies.detach(), self.threshold, self.relative_threshold)
+
+    # -- online patching (bltx/patching/base.py): the entropy model steps with its own cache;
+    # its logits stay in the state, where speculative decoding reads them as the draft.
+
+    @property
+    def online_steps(self) -> bool:
+        return callable(getattr(self.entropy_model, "init_cache", None))
+
+    def _online_init(self, state, batch, capacity, device):
+        if not self.online_steps:
+            return super()._online_init(state, batch, capacity, device)
+        state.extra["cache"] = self.entropy_model.init_cache(batch, capacity)
+        state.extra["entropy"] = torch.zeros(batch, device=device)
+
+    def _online_prefill(self, ids, lengths, state):
+        if not self.online_steps:
+            return super()._online_prefill(ids, lengths, state)
+        logits = self.entropy_model.prefill(ids, lengths, state.extra["cache"])
+        ent = entropy_from_logits(logits)
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        state.extra["entropy"].copy_(ent[rows, lengths - 1])
+        state.extra["logits"] = logits[rows, lengths - 1]
+        return starts_from_entropies(F.pad(ent, (0, 1)), self.threshold, self.relative_threshold)
+
+    def _online_step(self, ids, state):
+        if not self.online_steps:
+            return super()._online_step(ids, state)
+        logits = self.entropy_model.step(ids[:, None], state.extra["cache"])[:, 0]
+        state.extra["logits"] = logits
+        ent, before = entropy_from_logits(logits), state.extra["entropy"]
+        opens = state.pos + 1 < 2  # positions 0 and 1 always open
+        if self.threshold is not None:
+            opens = opens | (ent > self.threshold)
+        if self.relative_threshold is not None:
+            opens = opens | (ent - before > self.relative_threshold)
+        before.copy_(ent)
+        return opens
 
     def init_weights(self) -> None:
         init = getattr(self.entropy_model, "init_weights", None)

@@ -25,6 +25,17 @@ class BytePatcher(Patcher):
     def compute_starts(self, ids, entropies=None):
         return torch.ones_like(ids, dtype=torch.bool)
 
+    online_steps = True
+
+    def _online_init(self, state, batch, capacity, device):
+        pass
+
+    def _online_prefill(self, ids, lengths, state):
+        return torch.ones(ids.shape[0], ids.shape[1] + 1, dtype=torch.bool, device=ids.device)
+
+    def _online_step(self, ids, state):
+        return torch.ones_like(ids, dtype=torch.bool)
+
 
 @register("patcher", "static")
 class StaticPatcher(Patcher):
@@ -45,6 +56,17 @@ class StaticPatcher(Patcher):
     def compute_starts(self, ids, entropies=None):
         pos = torch.arange(ids.shape[-1], device=ids.device)
         return (pos % self.stride == 0).expand_as(ids)
+
+    online_steps = True
+
+    def _online_init(self, state, batch, capacity, device):
+        pass
+
+    def _online_prefill(self, ids, lengths, state):
+        return self.compute_starts(torch.nn.functional.pad(ids, (0, 1)))
+
+    def _online_step(self, ids, state):
+        return (state.pos + 1) % self.stride == 0  # the position alone decides
 
 
 @register("patcher", "space")
@@ -78,3 +100,20 @@ class SpacePatcher(Patcher):
         prev = torch.nn.functional.pad(space[:, :-1], (1, 0), value=False)
         prev2 = torch.nn.functional.pad(space[:, :-2], (2, 0), value=False)
         return prev & ~prev2
+
+    # Online: whether the byte before the newest was space-like is all the state needed.
+    online_steps = True
+
+    def _online_init(self, state, batch, capacity, device):
+        state.extra["space"] = torch.zeros(batch, dtype=torch.bool, device=device)
+
+    def _online_prefill(self, ids, lengths, state):
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        state.extra["space"].copy_(self.is_space[ids[rows, lengths - 1]])
+        return self.compute_starts(torch.nn.functional.pad(ids, (0, 1)))
+
+    def _online_step(self, ids, state):
+        space, before = self.is_space[ids], state.extra["space"]
+        opens = space & ~before
+        before.copy_(space)
+        return opens
