@@ -11,6 +11,7 @@ import os
 
 import torch
 
+from bltx.parallel.mesh import minimum_world_size
 from bltx.sections import Recipe
 
 # Mean patch length assumed for FLOPs when the patcher does not fix it (entropy patching):
@@ -61,8 +62,8 @@ def flops_lines(recipe: Recipe, model: torch.nn.Module) -> list[str]:
     try:
         fwd = flops_per_byte(model, L, recipe.data.seq_len)
         train = flops_per_byte(model, L, recipe.data.seq_len, training=True)
-    except (BltxError, AttributeError, TypeError):
-        return ["FLOPs per byte: not available for this model"]
+    except BltxError as exc:
+        return [f"FLOPs per byte: not available ({exc})"]
     lines = [f"FLOPs per byte at mean patch length {L:g} ({why}), seq_len {recipe.data.seq_len}:"]
     lines.append(f"  {'component':<22}{'forward':>14}{'training':>14}")
     for key in fwd:
@@ -87,9 +88,3 @@ def print_plan(recipe: Recipe, world_size: int = 0) -> None:
     world_size = world_size or int(os.environ.get("WORLD_SIZE", "0")) or minimum_world_size(recipe)
     for line in dry_run_lines(model, recipe, world_size):
         print(line)
-
-
-def minimum_world_size(recipe: Recipe) -> int:
-    """The fewest ranks the recipe's fixed degrees need (dp_shard = -1 counts as 1)."""
-    p = recipe.parallelism
-    return max(1, p.dp_replicate) * max(1, p.dp_shard) * max(1, p.tp)

@@ -25,21 +25,31 @@ from typing import Any, Callable
 from bltx.errors import ConfigError
 from bltx.schema import did_you_mean, to_dataclass
 
+# Where bltx's own components of each kind live, as module names: the first lookup of a
+# kind imports that kind's modules and nothing else. The registry is core and names the
+# rooms above it only as data, so `build("patcher", ...)` loads patchers, not the trainer,
+# and no import arrow points from core up into the application. Add a module here when it
+# registers a built-in; plugins never edit this table (job.plugins, entry points).
+BUILTINS: dict[str, tuple[str, ...]] = {
+    "model": ("bltx.model.blt", "bltx.model.entropy_lm", "bltx.model.baselines"),
+    "patcher": ("bltx.patching.simple", "bltx.patching.entropy", "bltx.patching.bpe"),
+    "byte_embedder": ("bltx.model.embedder",),
+    "encoder": ("bltx.model.local_encoder",),
+    "latent": ("bltx.model.latent", "bltx.model.recurrent_latent", "bltx.interop.llama"),
+    "decoder": ("bltx.model.local_decoder",),
+    "entropy_model": ("bltx.model.entropy_model",),
+    "attention": ("bltx.model.attention",),
+    "optimizer": ("bltx.train.optim",),
+    "lr_scheduler": ("bltx.train.schedule",),
+    "parallel_plan": ("bltx.parallel.blt_plan",),
+    "data_source": (),
+    "task": (
+        "bltx.tasks.train", "bltx.tasks.entropy", "bltx.tasks.eval", "bltx.tasks.generate",
+        "bltx.tasks.research",
+    ),
+}
 # Kinds known at start-up; plugins may add more with `Registry.for_kind(new_kind)`.
-KINDS = (
-    "model",
-    "patcher",
-    "byte_embedder",
-    "encoder",
-    "latent",
-    "decoder",
-    "entropy_model",
-    "attention",
-    "optimizer",
-    "lr_scheduler",
-    "data_source",
-    "task",
-)
+KINDS = tuple(BUILTINS)
 
 ENTRY_POINT_GROUP = "bltx.plugins"
 
@@ -52,6 +62,14 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Any] = {}
+        self._builtins_loaded = False
+
+    def _load_builtins(self) -> None:
+        """Import the modules that register this kind's built-ins (once)."""
+        if not self._builtins_loaded:
+            self._builtins_loaded = True
+            for module in BUILTINS.get(self.kind, ()):
+                importlib.import_module(module)
 
     @classmethod
     def for_kind(cls, kind: str, create: bool = True) -> "Registry":
@@ -83,11 +101,11 @@ class Registry:
         return add(obj) if obj is not None else add
 
     def names(self) -> list[str]:
-        load_builtin_components()
+        self._load_builtins()
         return sorted(self._entries)
 
     def get(self, name: str, where: str = "") -> Any:
-        load_builtin_components()
+        self._load_builtins()
         if name not in self._entries:
             at = f"{where}: " if where else ""
             listed = ", ".join(sorted(self._entries)) or "(none registered)"
@@ -98,7 +116,7 @@ class Registry:
         return self._entries[name]
 
     def __contains__(self, name: str) -> bool:
-        load_builtin_components()
+        self._load_builtins()
         return name in self._entries
 
 
@@ -147,18 +165,6 @@ def build(kind: str, table: Any, where: str = "", **context) -> Any:
     name, _ = _split_table(kind, table, where)
     cls = get_registry(kind).get(name)
     return cls(**context) if cfg is None else cls(cfg, **context)
-
-
-_builtins_loaded = False
-
-
-def load_builtin_components() -> None:
-    """Import the modules whose import registers bltx's own components (once)."""
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    _builtins_loaded = True
-    from bltx import components  # noqa: F401  (imports every built-in component module)
 
 
 def load_plugins(modules: list[str] | tuple[str, ...] = (), entry_points: bool = True) -> None:

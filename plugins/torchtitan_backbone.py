@@ -117,8 +117,10 @@ class TorchtitanLlama3Latent(nn.Module):
         with torch.no_grad():
             self.model.init_weights()
 
-    def flops_per_token(self, context: float) -> float:
-        """Forward FLOPs per patch (bltx.eval.flops conventions)."""
+    def forward_flops(self, seq_len: int, patch_len: float) -> float:
+        """Forward FLOPs per patch (bltx/model/flop_math.py conventions), each patch reading
+        the sequence's seq_len / patch_len patches."""
+        context = max(seq_len / patch_len, 1.0)
         d, L, H = self.cfg.dim, self.cfg.n_layers, self.cfg.n_heads
         attn = self.model.layers["0"].attention
         ffn = self.model.layers["0"].feed_forward

@@ -9,7 +9,7 @@ import torch
 import bltx
 from bltx.bytes import encode
 from bltx.config import load_recipe
-from bltx.eval.research_tasks import model_flops_per_byte
+from bltx.eval.flops import total_flops_per_byte as model_flops_per_byte
 from tests.test_train_generic_model import read_metrics, write_recipe
 
 pytest.importorskip("tokenizers")
@@ -63,7 +63,7 @@ def test_bpe_nll_is_token_nll_plus_the_next_byte():
 
 
 def test_bpe_trainer_and_eval_use_token_nll(tmp_path):
-    from bltx.eval.bpb import batch_nll
+    from bltx.train.loss import batch_nll
 
     torch.manual_seed(0)
     model = bltx.build_model(BPE)

@@ -7,7 +7,7 @@ import torch
 
 from bltx.bytes import EOS_ID, OFFSET, VOCAB_SIZE
 from bltx.config import load_recipe
-from bltx.eval.bpb import evaluate_bpb
+from bltx.train.loss import evaluate_bpb
 from bltx.train.trainer import Trainer
 from conftest import run_cli
 from test_train_generic_model import TINY_BLT, write_recipe

@@ -69,7 +69,7 @@ def test_disk_full_during_a_save_is_one_line_and_keeps_the_last_checkpoint(tmp_p
 
 
 def test_ctrl_c_during_generate_exits_130_with_one_line(capsys, monkeypatch, trained):
-    import bltx.infer.task as task
+    import bltx.tasks.generate as task
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

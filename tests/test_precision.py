@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bltx.eval.bpb import autocast_context
+from bltx.train.loss import autocast_context
 from bltx.parallel.fsdp import mixed_precision
 from bltx.precision import resolve_dtype
 

@@ -33,7 +33,7 @@ def test_latent_is_torchtitans_model_and_causal():
         y2 = latent(x2)
     assert y.shape == x.shape
     assert torch.equal(y[:, :6], y2[:, :6]) and not torch.allclose(y[:, 6:], y2[:, 6:])
-    assert latent.flops_per_token(10) > 0
+    assert latent.forward_flops(40, 4.0) > 0
 
 
 def test_blt_plan_treats_titan_blocks_as_llama_blocks():

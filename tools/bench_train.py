@@ -2,7 +2,7 @@
 `BltForCausalLM` with the same weights (via bltx.interop.hf) and the same patch lengths.
 
 One training step = forward + backward + AdamW step on one batch. Each row reports bytes/s
-and the achieved FLOP/s (the model's training FLOPs per byte from bltx.eval.flops times
+and the achieved FLOP/s (the model's training FLOPs per byte from bltx.eval.flops (the one counter) times
 bytes/s) as a fraction of this machine's measured matmul peak in the row's dtype. All rows
 run in one process on the same machine, so the ratios are what to read. Prints a table and
 writes JSON.

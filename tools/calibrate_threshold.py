@@ -4,7 +4,7 @@
     python tools/calibrate_threshold.py RECIPE --target 4.5 --checkpoint runs/entropy_tiny \
         --out toml_configs/patcher/calibrated.toml --weights-out runs/entropy_tiny/entropy_model.pt
 
-A thin command line over the `calibrate` task (bltx/train/entropy_tasks.py): RECIPE is the
+A thin command line over the `calibrate` task (bltx/tasks/entropy.py): RECIPE is the
 entropy model's training recipe; its newest checkpoint (or --checkpoint) is loaded, the
 threshold is bisected on the validation split, and a `[model.patcher]` fragment plus the
 entropy model's weights are written. Any recipe value can be set with --set KEY=VALUE.

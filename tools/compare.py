@@ -16,7 +16,7 @@ A comparison file is TOML with one [compare] table:
     out = "runs/compare"
 
 For each recipe: build the model, measure its mean patch length on a few training batches,
-compute training FLOPs per byte (`bltx.eval.research_tasks.model_flops_per_byte`), set
+compute training FLOPs per byte (`bltx.eval.flops`: each component counts its own), set
 `training.steps` so steps * bytes per step * FLOPs per byte = the budget, train with the
 ordinary trainer (dump folder OUT/NAME, a final checkpoint kept for tools/show_patches.py),
 then measure validation bpb and the mean patch length on the validation split.
@@ -62,8 +62,8 @@ def read_compare_file(path: Path) -> dict:
 def run_one(recipe_path: str, flops_budget: float, overrides: list[str], out: Path,
             eval_batches: int, evals: int) -> dict:
     from bltx.data.loader import build_data_for_recipe, validation_batches
-    from bltx.eval.bpb import evaluate_bpb
-    from bltx.eval.research_tasks import measure_mean_patch_length, model_flops_per_byte
+    from bltx.eval.flops import measure_mean_patch_length, total_flops_per_byte
+    from bltx.train.loss import evaluate_bpb
     import bltx
 
     name = Path(recipe_path).stem
@@ -76,7 +76,7 @@ def run_one(recipe_path: str, flops_budget: float, overrides: list[str], out: Pa
     train_probe = data.train_batches(probe.data.batch_size, probe.job.seed)
     L_train = measure_mean_patch_length(model, [next(train_probe) for _ in range(4)])
     seq_len = probe.data.seq_len
-    train_fpb = model_flops_per_byte(model, L_train, seq_len, training=True)
+    train_fpb = total_flops_per_byte(model, L_train, seq_len, training=True)
     bytes_per_step = probe.data.batch_size * seq_len * probe.training.grad_accum
     steps = max(1, int(flops_budget / (train_fpb * bytes_per_step)))
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -114,7 +114,7 @@ def run_one(recipe_path: str, flops_budget: float, overrides: list[str], out: Pa
     val = validation_batches(data.validation, probe.data.batch_size, eval_batches)
     result = evaluate_bpb(trainer.model, val, trainer.device, recipe.training.dtype)
     L_val = result.mean_patch_length if result.patches else 1.0
-    infer_fpb = model_flops_per_byte(trainer.model, L_val, seq_len, training=False)
+    infer_fpb = total_flops_per_byte(trainer.model, L_val, seq_len, training=False)
     curve = []
     for line in (dump / "metrics.jsonl").read_text().splitlines():
         row = json.loads(line)

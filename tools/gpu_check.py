@@ -132,11 +132,14 @@ def main() -> int:
     info["bf16_peak_tflops"] = peak / 1e12
     print(json.dumps(info), flush=True)
 
+    import bltx
     from bltx.config import load_recipe
     from bltx.eval.flops import flops_per_byte
 
     recipe = load_recipe(ROOT / "recipes/1b.toml", base_overrides(args.seq_len, 1, 1, Path("/tmp")))
-    train_fpb = flops_per_byte(recipe.model, 4.0, args.seq_len, training=True)["total"]
+    with torch.device("meta"):  # the counter reads sizes only
+        model = bltx.build_model(recipe)
+    train_fpb = flops_per_byte(model, 4.0, args.seq_len, training=True)["total"]
     info["train_flops_per_byte"] = train_fpb
 
     try:

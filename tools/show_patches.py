@@ -50,7 +50,7 @@ def load_model(recipe_path: str | None, checkpoint: str | None, overrides: list[
     for module in recipe.job.plugins:
         __import__(module)
     if ckpt is not None:
-        from bltx.eval.task import load_trained_model
+        from bltx.train.trained import load_trained_model
 
         return load_trained_model(recipe, ckpt, torch.device("cpu")), recipe
     torch.manual_seed(recipe.job.seed)
@@ -61,7 +61,7 @@ def load_model(recipe_path: str | None, checkpoint: str | None, overrides: list[
 def analyse(model, text: str) -> dict:
     """{"bytes": [...], "starts": [bool per byte], "entropy": [H(x_t) per byte], "threshold"}."""
     from bltx.bytes import encode
-    from bltx.eval.bpb import model_forward
+    from bltx.train.loss import model_forward
     from bltx.model.entropy_model import entropy_from_logits
 
     ids = encode(text, bos=True)[None]

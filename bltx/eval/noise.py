@@ -61,7 +61,7 @@ def noised_bpb(model: torch.nn.Module, data: bytes, kinds: list[str] | tuple[str
                seq_len: int = 256, batch_size: int = 8, max_windows: int = 0, p: float = 0.1,
                seed: int = 0, dtype: str = "float32") -> dict[str, dict[str, float]]:
     """{noise: {"bpb", "loss", "mean_patch_length"?}} of `model` on `data` under each noise."""
-    from bltx.eval.bpb import evaluate_bpb
+    from bltx.train.loss import evaluate_bpb
 
     device = next(model.parameters()).device
     out = {}

@@ -3,12 +3,12 @@
 - `byte_transformer`: a Llama-style transformer over bytes (every byte a patch, no local
   models): embedding of the 260 ids, causal transformer, norm, head.
 - `bpe_transformer`: the same transformer over BPE tokens, its tokenizer trained on the
-  recipe's data with `tokenizers` (see bltx/data/bpe.py).
+  recipe's data with `tokenizers` (see bltx/patching/bpe_vocab.py).
 
 Both report bits per byte measured on bytes. The BPE model has no per-byte distribution,
 so it follows the usual convention (the BLT paper's too): bpb = (sum of token NLLs over a
 window) / (bytes in the window). It provides `nll_sum(ids, targets)`, which the trainer and
-`bltx.eval.bpb` use instead of cross-entropy of logits when a model has it: the NLL of the
+`bltx.train.loss` use instead of cross-entropy of logits when a model has it: the NLL of the
 tokens of x_1..x_{T-1} (x_0 is the context token) plus, for the target after the window,
 the next token's distribution marginalised to its first byte. The last token may be cut by
 the window edge, which costs a little (a few hundredths of a bit per byte at T = 256)
@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from bltx.bytes import OFFSET, VOCAB_SIZE
-from bltx.data.bpe import DEFAULT_CACHE, BpeVocab, load_or_train, load_tokenizer, split_specials
+from bltx.patching.bpe_vocab import DEFAULT_CACHE, BpeVocab, load_or_train, load_tokenizer, split_specials
 from bltx.model.attention import attention_backend, check_backend_name
 from bltx.model.causal_lm import CausalLM
 from bltx.model.transformer import TransformerDims
+from bltx.protocols import FlopTerm
 from bltx.registry import register
 
 
@@ -73,9 +74,9 @@ class ByteTransformer(nn.Module):
     def init_weights(self) -> None:
         self.lm.init_weights()
 
-    def flops_per_byte(self, seq_len: int, training: bool = False, mean_patch_length: float = 1.0) -> float:
-        fwd = self.lm.flops_per_token(seq_len, VOCAB_SIZE)
-        return fwd * (3.0 if training else 1.0)
+    def flop_terms(self, seq_len: int, patch_len: float) -> dict[str, FlopTerm]:
+        """Every byte is a token: the LM's forward FLOPs per token."""
+        return {"lm": FlopTerm(self.lm.flops_per_token(seq_len))}
 
 
 @register("model", "bpe_transformer")
@@ -199,8 +200,7 @@ class BpeTransformer(nn.Module):
     def init_weights(self) -> None:
         self.lm.init_weights()
 
-    def flops_per_byte(self, seq_len: int, training: bool = False, mean_patch_length: float = 4.0) -> float:
-        """Per byte = per token / bytes per token (measured: pass the mean patch length)."""
-        tokens = max(seq_len / mean_patch_length, 1.0)
-        fwd = self.lm.flops_per_token(tokens, self.n_bpe + OFFSET) / mean_patch_length
-        return fwd * (3.0 if training else 1.0)
+    def flop_terms(self, seq_len: int, patch_len: float) -> dict[str, FlopTerm]:
+        """Per byte = per token / bytes per token (`patch_len`: the measured mean)."""
+        tokens = max(seq_len / patch_len, 1.0)
+        return {"lm": FlopTerm(self.lm.flops_per_token(tokens) / patch_len)}

@@ -29,6 +29,7 @@ from bltx.bytes import PAD_ID
 from bltx.errors import ConfigError
 from bltx.model.attention import attention_backend, check_backend_name
 from bltx.patching.base import check_max_patches, lengths_to_starts, starts_to_patch_ids
+from bltx.protocols import FlopTerm, check
 from bltx.registry import build, register, validate
 from bltx.schema import component
 
@@ -79,22 +80,19 @@ class BLT(nn.Module):
         self.cfg = cfg
         self.max_patches = cfg.max_patches
         self.backend = attention_backend(cfg.attention, where="model.attention")
-        self.patcher = build("patcher", cfg.patcher, where="model.patcher")
-        self.latent = build("latent", cfg.latent, where="model.latent", backend=self.backend)
+        # Each part is checked against its written contract (bltx/protocols.py) as it is built,
+        # FLOP counting included: one line names what a plugin component lacks.
+        self.patcher = check(build("patcher", cfg.patcher, where="model.patcher"), "patcher", "model.patcher", ("flops",))
+        self.latent = _built("latent", cfg.latent, backend=self.backend)
         latent_dim = _required_dim(self.latent, "model.latent")
-        self.encoder = build("encoder", cfg.encoder, where="model.encoder", latent_dim=latent_dim, backend=self.backend)
+        self.encoder = _built("encoder", cfg.encoder, latent_dim=latent_dim, backend=self.backend)
         local_dim = _required_dim(self.encoder, "model.encoder")
-        self.byte_embedder = build("byte_embedder", cfg.byte_embedder, where="model.byte_embedder", dim=local_dim)
-        self.decoder = build(
-            "decoder", cfg.decoder, where="model.decoder",
-            latent_dim=latent_dim, local_dim=local_dim, backend=self.backend,
-        )
+        self.byte_embedder = _built("byte_embedder", cfg.byte_embedder, dim=local_dim)
+        self.decoder = _built("decoder", cfg.decoder, latent_dim=latent_dim, local_dim=local_dim, backend=self.backend)
         if not any(p.is_meta for p in self.parameters()):
             # Patchers initialise (and load) themselves; a meta build calls init_weights later.
             for name in COMPONENTS[1:]:
-                fn = getattr(getattr(self, name), "init_weights", None)
-                if fn is not None:
-                    fn()
+                getattr(self, name).init_weights()
         # The patcher is not trained (as in BLT/HF): freeze whatever parameters it has.
         self.patcher.requires_grad_(False)
         self.patcher.eval()
@@ -102,7 +100,7 @@ class BLT(nn.Module):
         # plan when blocks are compiled one by one (their inputs must keep one shape).
         self.static_patch_axis = False
         lookahead = cfg.decoder_lookahead
-        self.decoder_lookahead = bool(getattr(self.patcher, "predicts_next_start", False)) if lookahead is None else lookahead
+        self.decoder_lookahead = bool(self.patcher.predicts_next_start) if lookahead is None else lookahead
 
     # -- patching ---------------------------------------------------------------------------
 
@@ -171,10 +169,21 @@ class BLT(nn.Module):
 
     def init_weights(self) -> None:
         """(Re)initialise every weight in place; use after `to_empty` of a meta-device build."""
-        for name in COMPONENTS:
-            fn = getattr(getattr(self, name), "init_weights", None)
-            if fn is not None:
-                fn()
+        for name in COMPONENTS[1:]:
+            getattr(self, name).init_weights()
+        self.patcher.init_weights()
+
+    def flop_terms(self, seq_len: int, patch_len: float) -> dict[str, FlopTerm]:
+        """Forward FLOPs per byte by component, each reported by the component itself; the
+        latent's per-patch FLOPs are spread over the patch's bytes. The patcher (an entropy
+        model, or nothing) is frozen."""
+        return {
+            "patcher": FlopTerm(self.patcher.forward_flops(seq_len, patch_len), trained=False),
+            "byte_embedder": FlopTerm(self.byte_embedder.forward_flops(seq_len, patch_len)),
+            "encoder": FlopTerm(self.encoder.forward_flops(seq_len, patch_len)),
+            "latent": FlopTerm(self.latent.forward_flops(seq_len, patch_len) / patch_len),
+            "decoder": FlopTerm(self.decoder.forward_flops(seq_len, patch_len)),
+        }
 
     def num_params(self, by_component: bool = True, trainable_only: bool = False) -> dict[str, int] | int:
         """Parameter counts per component (plus 'total'), or the total alone."""
@@ -184,6 +193,11 @@ class BLT(nn.Module):
         counts = {name: count(getattr(self, name)) for name in COMPONENTS}
         counts["total"] = sum(counts.values())
         return counts if by_component else counts["total"]
+
+
+def _built(slot: str, table: dict, **context) -> nn.Module:
+    where = f"model.{slot}"
+    return check(build(slot, table, where=where, **context), slot, where, ("flops",))
 
 
 def _required_dim(module: nn.Module, where: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bltx.model import flop_math
 from bltx.model.cache import StackCache, prefill_stack
 from bltx.model.init import init_embedding, init_linear
 from bltx.model.norm import RMSNorm
@@ -60,8 +61,12 @@ class CausalLM(nn.Module):
         self.norm.init_weights()
         init_linear(self.output)
 
-    def flops_per_token(self, context: float, vocab: int) -> float:
-        """Forward FLOPs per token (bltx.eval.flops conventions) with `context` tokens."""
-        from bltx.eval.flops import _stack
+    def flops_per_token(self, context: float) -> float:
+        """Forward FLOPs per token (bltx/model/flop_math.py) with `context` tokens in the
+        sequence: the blocks (attention capped by the window) and the head."""
+        ctx = flop_math.context(self.window, context)
+        return flop_math.stack(self.dims, ctx) + 2.0 * self.dims.dim * self.output.out_features
 
-        return _stack(self.dims, context) + 2.0 * self.dims.dim * vocab
+    def forward_flops(self, seq_len: int, patch_len: float) -> float:
+        """Forward FLOPs per token of a `seq_len`-token sequence (patching plays no part)."""
+        return self.flops_per_token(seq_len)

@@ -136,3 +136,8 @@ class HashNgramEmbedder(nn.Module):
             if ctx.shape[1]:
                 ctx.copy_(window[:, 1:])
         return h
+
+    def forward_flops(self, seq_len: int, patch_len: float) -> float:
+        """Forward FLOPs per byte: lookups are free, the hash rows are summed (one add per
+        table and channel). Matmul-only counters (FlopCounterMode) see 0 here."""
+        return float(self.cfg.hash_functions * len(self.cfg.ngram_sizes) * self.dim)

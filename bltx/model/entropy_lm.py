@@ -15,6 +15,7 @@ from torch import nn
 
 from bltx.model import entropy_model as _entropy_model  # noqa: F401  (registers "transformer")
 from bltx.model.attention import attention_backend, check_backend_name
+from bltx.protocols import FlopTerm
 from bltx.registry import build, register
 from bltx.schema import component
 
@@ -46,6 +47,8 @@ class EntropyLM(nn.Module):
         return self.entropy_model.entropies(ids)
 
     def init_weights(self) -> None:
-        init = getattr(self.entropy_model, "init_weights", None)
-        if init is not None:
-            init()
+        self.entropy_model.init_weights()
+
+    def flop_terms(self, seq_len: int, patch_len: float) -> dict[str, FlopTerm]:
+        """A byte LM: its forward FLOPs per byte, trained."""
+        return {"entropy_model": FlopTerm(self.entropy_model.forward_flops(seq_len, patch_len))}

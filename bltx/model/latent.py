@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bltx.model import flop_math
 from bltx.model.cache import StackCache, prefill_stack
 from bltx.model.norm import RMSNorm
 from bltx.model.transformer import TransformerDims, make_layers, rope_for, step_layers
@@ -68,3 +69,7 @@ class LatentTransformer(nn.Module):
             layer.init_weights()
         if self.norm is not None:
             self.norm.init_weights()
+
+    def forward_flops(self, seq_len: int, patch_len: float) -> float:
+        """Forward FLOPs per patch; each patch attends to the sequence's seq_len / patch_len."""
+        return flop_math.stack(self.cfg, max(seq_len / patch_len, 1.0))

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from bltx.bytes import VOCAB_SIZE
+from bltx.model import flop_math
 from bltx.model.attention import CrossAttention
 from bltx.model.cache import prefill_stack, StackCache
 from bltx.model.init import init_linear
@@ -125,3 +126,14 @@ class LocalDecoder(nn.Module):
             layer.init_weights()
         self.norm.init_weights()
         init_linear(self.output)
+
+    def forward_flops(self, seq_len: int, patch_len: float) -> float:
+        """Forward FLOPs per byte: byte layers and head, each byte's cross-attention over the
+        k slots of its patch, and each patch's key/value projections spread over its bytes."""
+        cfg, k = self.cfg, self.cfg.cross_attn_k
+        n_cross = len(self.cross_attn)
+        q_side, kv_side = flop_math.cross_projections(cfg)
+        per_byte = flop_math.stack(cfg, flop_math.context(cfg.window, seq_len))
+        per_byte += n_cross * (q_side + flop_math.attention(cfg, k)) + 2.0 * cfg.dim * VOCAB_SIZE
+        per_patch = n_cross * kv_side * k + 2.0 * self.patch_proj.in_features * cfg.dim * k
+        return per_byte + per_patch / patch_len

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from bltx.model import flop_math
 from bltx.model.attention import SDPA, CrossAttention, SdpaMask
 from bltx.model.cache import StackCache, capture_inputs, prefill_stack
 from bltx.model.init import init_linear
@@ -144,3 +145,16 @@ class LocalEncoder(nn.Module):
             patches = patches + self.cross_attn[name](patches, hs, mask, SDPA)
         out = patches.reshape(B, 1, k * d)
         return self.out_proj(out) if self.out_proj is not None else out
+
+    def forward_flops(self, seq_len: int, patch_len: float) -> float:
+        """Forward FLOPs per byte: byte layers, plus each patch's cross-attention (its k
+        queries read the patch's own bytes) spread over the patch's bytes."""
+        cfg, k = self.cfg, self.cfg.cross_attn_k
+        n_cross = len(self.cross_attn)
+        q_side, kv_side = flop_math.cross_projections(cfg)
+        per_patch = n_cross * k * (q_side + flop_math.attention(cfg, patch_len))
+        per_patch += 2.0 * cfg.dim * cfg.dim * k  # pooled state -> k queries
+        if self.out_proj is not None:
+            per_patch += 2.0 * cfg.dim * k * self.latent_dim
+        per_byte = flop_math.stack(cfg, flop_math.context(cfg.window, seq_len)) + n_cross * kv_side
+        return per_byte + per_patch / patch_len

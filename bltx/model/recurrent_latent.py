@@ -13,7 +13,7 @@ sequence is an associative scan over pairs (a, b): (a1, b1) then (a2, b2) is
 shifted multiply-adds: no Python loop over positions, no data-dependent shapes, so it
 compiles with fullgraph=True; it is causal by construction (position t only ever combines
 with positions before it). Cost is O(P log P * dim) per layer instead of attention's
-O(P^2 * dim): FLOPs are counted by `flops_per_token`.
+O(P^2 * dim): FLOPs are counted by `forward_flops`.
 
 It exists to prove the latent slot is truly swappable: nothing in the BLT assembly knows
 it is not a transformer.
@@ -181,9 +181,10 @@ class RecurrentLatent(nn.Module):
         if self.norm is not None:
             self.norm.init_weights()
 
-    def flops_per_token(self, context: float) -> float:
-        """Forward FLOPs per position with `context` positions in the sequence: 2 per weight
-        of the five linears plus the scan's ~3 * log2(P) multiply-adds per channel."""
+    def forward_flops(self, seq_len: int, patch_len: float) -> float:
+        """Forward FLOPs per patch with P = seq_len / patch_len patches in the sequence: 2 per
+        weight of the five linears plus the scan's ~3 * log2(P) multiply-adds per channel."""
+        context = seq_len / patch_len
         d, h = self.cfg.dim, self.cfg.hidden_dim
         matmul = 2.0 * (4 * d * d + 3 * d * h)
         scan = 3.0 * d * max(1.0, math.ceil(math.log2(max(context, 2.0))))

@@ -19,12 +19,8 @@ from torch import nn
 
 from bltx.parallel.plans import ParallelPlan, is_llama_block, layer_blocks, register_plan
 
-try:  # the model package may be mid-rewrite; the plan is optional until it imports
-    from bltx.model.blt import BLT
-except Exception:  # pragma: no cover
-    BLT = None
 
-
+@register_plan("blt")
 def blt_plan(model) -> ParallelPlan:
     blocks: list[str] = []
     for part in ("encoder", "latent", "decoder"):
@@ -60,7 +56,3 @@ def _static_patch_axis(model) -> None:
     # Blocks compiled one by one see the patch axis from the eager root: keep it at
     # max_patches so each block compiles once rather than once per batch's patch count.
     model.static_patch_axis = True
-
-
-if BLT is not None:
-    register_plan(BLT)(blt_plan)

@@ -94,3 +94,9 @@ def fsdp_mesh(mesh, degrees: Degrees):
     if degrees.dp_replicate > 1:
         return mesh["dp_replicate", "dp_shard"]
     return mesh["dp_shard"]
+
+
+def minimum_world_size(recipe) -> int:
+    """The fewest ranks the recipe's fixed degrees need (dp_shard = -1 counts as 1)."""
+    p = recipe.parallelism
+    return max(1, p.dp_replicate) * max(1, p.dp_shard) * max(1, p.tp)

@@ -7,8 +7,9 @@ that tensor parallelism may split, and which layers stay in high precision under
 
 A plan is found, in order, from:
   1. `model.parallel_plan()` if the model class defines it (plugins own their plan);
-  2. a planner registered with `@register_plan(ModelClass)` (kept beside, not inside, the
-     model: see bltx/parallel/blt_plan.py);
+  2. a planner registered as a "parallel_plan" component under the model's registered
+     name, `@register_plan("blt")` (kept beside, not inside, the model: see
+     bltx/parallel/blt_plan.py), found through the model's class and its bases;
   3. the default: every child of a ModuleDict/ModuleList named `layers` is a block, and
      blocks with attention.{wq,wk,wv,wo} + feed_forward.{w1,w2,w3} are tensor-parallel.
 """
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from torch import nn
+
+from bltx.registry import get_registry, register
 
 ATTENTION_LINEARS = ("wq", "wk", "wv", "wo")
 FFN_LINEARS = ("w1", "w2", "w3")
@@ -60,17 +63,10 @@ class ParallelPlan:
     static_shapes: Callable | None = None
 
 
-_PLANNERS: dict[type, Callable[[nn.Module], ParallelPlan]] = {}
-
-
-def register_plan(model_cls: type):
-    """Decorator: `@register_plan(MyModel) def plan(model) -> ParallelPlan`."""
-
-    def deco(fn):
-        _PLANNERS[model_cls] = fn
-        return fn
-
-    return deco
+def register_plan(model_name: str):
+    """Decorator: `@register_plan("my_model") def plan(model) -> ParallelPlan`, for the model
+    registered as "my_model" (and models subclassing it)."""
+    return register("parallel_plan", model_name)
 
 
 def is_llama_block(block: nn.Module) -> bool:
@@ -105,10 +101,9 @@ def plan_for(model: nn.Module) -> ParallelPlan:
     own = getattr(model, "parallel_plan", None)
     if callable(own):
         return own()
-    # Import the built-in planners lazily: they import model code.
-    from bltx.parallel import blt_plan as _blt_plan  # noqa: F401
-
+    models, planners = get_registry("model"), get_registry("parallel_plan")
+    names = {models.get(name): name for name in models.names()}
     for cls in type(model).__mro__:
-        if cls in _PLANNERS:
-            return _PLANNERS[cls](model)
+        if cls in names and names[cls] in planners:
+            return planners.get(names[cls])(model)
     return default_plan(model)

@@ -53,6 +53,13 @@ class Patcher(nn.Module):
     def compute_starts(self, ids: torch.Tensor, entropies: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def init_weights(self) -> None:
+        """Patchers without weights have nothing to initialise."""
+
+    def forward_flops(self, seq_len: int, patch_len: float) -> float:
+        """Forward FLOPs per byte; rule-based patchers cost nothing next to the model."""
+        return 0.0
+
     def forward(self, ids: torch.Tensor, entropies: torch.Tensor | None = None) -> torch.Tensor:
         starts = self.compute_starts(ids, entropies=entropies).to(torch.bool)
         starts = force_first_start(starts)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from bltx.bytes import OFFSET, VOCAB_SIZE
-from bltx.data.bpe import DEFAULT_CACHE, BpeVocab, load_or_train, load_tokenizer
+from bltx.patching.bpe_vocab import DEFAULT_CACHE, BpeVocab, load_or_train, load_tokenizer
 from bltx.patching.base import Patcher
 from bltx.registry import register
 

@@ -143,10 +143,12 @@ class EntropyPatcher(Patcher):
         before.copy_(ent)
         return opens
 
+    def forward_flops(self, seq_len: int, patch_len: float) -> float:
+        """The entropy model's forward FLOPs per byte (it runs over every byte)."""
+        return self.entropy_model.forward_flops(seq_len, patch_len)
+
     def init_weights(self) -> None:
-        init = getattr(self.entropy_model, "init_weights", None)
-        if init is not None:
-            init()
+        self.entropy_model.init_weights()
         if self.cfg.checkpoint is not None:
             self.load_checkpoint(self.cfg.checkpoint)
 

@@ -10,6 +10,8 @@ import os
 
 import torch
 
+import bltx
+
 from bltx.errors import ConfigError
 from bltx.sections import Recipe
 from bltx.device import pick_device
@@ -31,8 +33,7 @@ def check_launch(recipe: Recipe) -> None:
     """ConfigError when the launch has too few ranks for the parallel degrees, or when the
     weights, gradients and optimizer state alone would not fit one device."""
     from bltx.parallel.memory import estimate_memory
-    from bltx.parallel.mesh import resolve_degrees
-    from bltx.plan import build_meta_model, minimum_world_size
+    from bltx.parallel.mesh import minimum_world_size, resolve_degrees
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     try:
@@ -47,7 +48,8 @@ def check_launch(recipe: Recipe) -> None:
     available = device_memory_bytes(device)
     if available is None:
         return
-    model = build_meta_model(recipe)
+    with torch.device("meta"):  # sizes only: no memory, no init
+        model = bltx.build_model(recipe)
     needed = estimate_memory(model, recipe, world_size).total
     if needed > available:
         raise ConfigError(

@@ -13,16 +13,15 @@ import codecs
 import sys
 import time
 
-
 from bltx.infer.generate import generate
 from bltx.infer.sampling import SamplingConfig
 from bltx.registry import register
 from bltx.sections import Recipe
+from bltx.train.trained import checkpoint_for, load_trained_model
 
 
 @register("task", "generate")
 def generate_task(recipe: Recipe) -> int:
-    from bltx.eval.task import checkpoint_for, load_trained_model
     from bltx.device import pick_device
 
     cfg = recipe.generate

@@ -28,7 +28,7 @@ import torch
 
 from bltx.bytes import OFFSET
 from bltx.errors import ConfigError
-from bltx.data.sources import expand_paths
+from bltx.paths import expand_paths
 
 FORMAT = "bltx-bpe-1"
 PRETOKENIZE = r" ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+"

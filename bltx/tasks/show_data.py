@@ -1,0 +1,94 @@
+"""The `show_data` task: what training will read, before spending compute on it.
+
+    python -m bltx.run recipes/tiny.toml --set 'data.paths=["corpus.jsonl"]' --set job.task=show_data
+
+Prints every source (files, format, documents, bytes, windows per split), the first
+training windows exactly as the model reads them (the first step's batch, from the same
+sampler the trainer uses) as text, with document boundaries marked `<|bos|>` / `<|eos|>` and
+bytes that are not printable escaped (`\\xNN`), and the mixture's realised proportions over
+the run's `training.steps` x `training.grad_accum` batches against the weights.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+
+from bltx.bytes import BOS_ID, EOS_ID, OFFSET
+from bltx.data.loader import build_data_for_recipe
+from bltx.data.mixture import MixtureSampler
+from bltx.registry import register
+from bltx.sections import Recipe
+
+MARKS = {BOS_ID: "<|bos|>", EOS_ID: "<|eos|>"}
+# Windows shown: the first step's batch, at most this many.
+MAX_WINDOWS = 8
+
+
+def _printable(ch: str) -> str:
+    if ch in "\n\t" or (ch.isprintable() and unicodedata.category(ch) != "Co"):
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def render(ids: np.ndarray) -> str:
+    """Ids as text: UTF-8 where it decodes, `\\xNN` for other bytes, marks for BOS/EOS/PAD."""
+    out, run = [], bytearray()
+
+    def flush():
+        text = run.decode("utf-8", errors="backslashreplace")
+        out.append("".join(map(_printable, text)))
+        run.clear()
+
+    for i in ids.tolist():
+        if i >= OFFSET:
+            run.append(i - OFFSET)
+            continue
+        flush()
+        out.append(MARKS.get(i, f"<|id {i}|>"))
+    flush()
+    return "".join(out)
+
+
+def describe_sources(data) -> list[str]:
+    lines = []
+    for src in data.sources:
+        kinds = sorted({getattr(f, "kind", "raw") for f in src.files})
+        docs = sum(int(getattr(f, "num_docs", 1)) for f in src.files)
+        n_bytes = sum(len(f) for f in src.files)
+        train = len(src.train) if src.train is not None else 0
+        val = len(src.validation) if src.validation is not None else 0
+        lines.append(f"source '{src.spec.name}' (weight {src.spec.weight:g}, text field '{src.spec.text_field}'): "
+                     f"{len(src.files)} file(s), {'/'.join(kinds)}, {docs} documents, {n_bytes} bytes; "
+                     f"{train} train and {val} validation windows")
+    return lines
+
+
+@register("task", "show_data")
+def show_data(recipe: Recipe) -> int:
+    cfg = recipe.data
+    data = build_data_for_recipe(recipe)
+    print(f"data: {len(data.sources)} source(s), windows of {cfg.seq_len} bytes, batch {cfg.batch_size}, "
+          f"{len(data.stream)} ids in the stream (bytes plus BOS/EOS per document)")
+    for line in describe_sources(data):
+        print(line)
+    batches = data.train_batches(cfg.batch_size, recipe.job.seed)
+    batches.prefetch = 0
+    pairs = batches.sampler.next_pairs()[:MAX_WINDOWS]
+    print(f"\nthe first {len(pairs)} training windows as the model reads them "
+          f"(<|bos|>/<|eos|> mark document boundaries; \\xNN: a byte that is not printable text):")
+    for s, i in pairs:
+        ids, _ = data.sources[int(s)].train.window(int(i))
+        print(f"\n--- window {int(i)} of source '{data.names[int(s)]}' ---")
+        print(render(ids[:-1]))
+    sampler = batches.sampler
+    steps = recipe.training.steps * recipe.training.grad_accum
+    if isinstance(sampler, MixtureSampler) and steps > 0:
+        realised = sampler.realised(steps)
+        parts = [f"{n} {r:.3f} (weight {p:.3f})" for n, r, p in zip(data.names, realised, sampler.p)]
+        print(f"\nmixture over {steps} batches of {cfg.batch_size}: " + ", ".join(parts))
+    else:
+        print(f"\nmixture: one source ('{data.names[0]}'), every window")
+    return 0

@@ -1,0 +1,52 @@
+"""The model of a finished run: which checkpoint a task reads and the recipe's model with its
+weights. Shared by the eval, generate and research tasks and by tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+import bltx
+from bltx.config import resolve_path
+from bltx.errors import CheckpointError
+from bltx.sections import Recipe
+from bltx.train.checkpoint import check_compatible, find_checkpoint, load_model_state
+
+
+def checkpoint_for(recipe: Recipe, explicit: str, task: str) -> Path:
+    """The checkpoint a task reads: `explicit` (e.g. eval.checkpoint), else
+    `checkpoint.load_path`, else the newest one in `job.dump_dir`."""
+    for value in (explicit, recipe.checkpoint.load_path):
+        if value:
+            return find_checkpoint(resolve_path(recipe, value))
+    try:
+        return find_checkpoint(recipe.job.dump_dir)
+    except CheckpointError:
+        raise CheckpointError(
+            f"{task} needs a checkpoint: none in {recipe.job.dump_dir}; train first or set "
+            f"{task}.checkpoint=PATH"
+        ) from None
+
+
+def checkpoint_for_eval(recipe: Recipe) -> Path:
+    return checkpoint_for(recipe, recipe.eval.checkpoint, "eval")
+
+
+def load_trained_model(recipe: Recipe, ckpt: Path, device: torch.device) -> torch.nn.Module:
+    """The recipe's model with the checkpoint's weights (shape-checked first)."""
+    with torch.device(device):
+        model = bltx.build_model(recipe)
+    if ckpt.is_dir():
+        check_compatible(ckpt, model.state_dict())
+    state = load_model_state(ckpt)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {ckpt} does not fit the model: missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]}"
+        )
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # a diverged run: every output would be NaN
+        raise CheckpointError(f"checkpoint {ckpt} holds non-finite weights (e.g. '{bad}'); use an earlier checkpoint")
+    return model.eval()
