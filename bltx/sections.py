@@ -111,6 +111,10 @@ class ParallelismConfig:
     dp_replicate: int = 1
     dp_shard: int = -1  # -1: whatever the world size leaves
     tp: int = 1
+    # Under FSDP (dp_shard > 1, no replicas), embedding tables the model's plan names (BLT's
+    # hash n-gram tables) keep their rows sharded and exchange ids instead of being
+    # gathered whole for every lookup (bltx/parallel/row_sharded.py).
+    row_shard_embeddings: bool = True
 
 
 @dataclass

@@ -282,3 +282,8 @@ def test_scale_recipes_load_and_plan_on_meta(name, world_size):
     assert "memory per rank" in text and "total" in text
     if name == "8b":
         assert "tp=2" in text and "tensor-parallel blocks: 32" in text
+        # The 3.84B hash-table parameters stay row-sharded: FSDP gathers < 1 GiB per rank
+        # (7.43 GiB when the tables were gathered whole).
+        assert "row-sharded embeddings" in text
+        gathered = float(next(x for x in text.splitlines() if "fsdp gathered" in x).split()[-2])
+        assert gathered < 1.0

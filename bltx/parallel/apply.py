@@ -26,6 +26,7 @@ from bltx.parallel.compile import apply_compile
 from bltx.parallel.float8 import apply_float8
 from bltx.parallel.fsdp import apply_fsdp
 from bltx.parallel.plans import ParallelPlan, plan_for
+from bltx.parallel.row_sharded import apply_row_sharding
 from bltx.parallel.tp import apply_tp, check_heads
 
 
@@ -38,6 +39,7 @@ class ParallelSummary:
     tp_blocks: list[str] = field(default_factory=list)
     ac: str = "none"
     compiled: str = "off"
+    row_sharded: list[str] = field(default_factory=list)
     fsdp_blocks: int = 0
 
     def lines(self) -> list[str]:
@@ -48,6 +50,7 @@ class ParallelSummary:
             f"activation checkpointing: {self.ac}",
             f"compile: {self.compiled}",
             f"fsdp shard groups: {self.fsdp_blocks} units + root" if self.fsdp_blocks else "fsdp: off",
+            f"row-sharded embeddings: {', '.join(self.row_sharded) or 'none'}",
         ]
 
 
@@ -84,6 +87,13 @@ def parallelize(model: nn.Module, recipe, world, plan: ParallelPlan | None = Non
         apply_tp(model, plan, world.tp_mesh,
                  float8_tensorwise=recipe.float8.enable and recipe.float8.recipe == "tensorwise")
         summary.tp_blocks = list(plan.tp_blocks)
+    row_sharded: list[str] = []
+    if (plan.row_sharded and recipe.parallelism.row_shard_embeddings and degrees.dp_shard > 1
+            and degrees.dp_replicate == 1):
+        # (With replicas the slices would also need a gradient all-reduce across them:
+        # not done, so HSDP keeps gathering the tables through FSDP.)
+        row_sharded = apply_row_sharding(model, plan.row_sharded, world.mesh, "dp_shard")
+        summary.row_sharded = row_sharded
     mode = recipe.activation_checkpoint.mode
     apply_ac(model, plan.blocks, mode)
     summary.ac = mode
@@ -99,7 +109,7 @@ def parallelize(model: nn.Module, recipe, world, plan: ParallelPlan | None = Non
             summary.compiled = "whole model"
     if degrees.fsdp:
         units = list(plan.fsdp_units) + list(plan.blocks)
-        apply_fsdp(model, units, world.dp_mesh, recipe.training.dtype, plan.replicated)
+        apply_fsdp(model, units, world.dp_mesh, recipe.training.dtype, list(plan.replicated) + row_sharded)
         summary.fsdp_blocks = len(units)
     model.parallel_summary = summary
     return model

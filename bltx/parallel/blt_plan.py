@@ -47,6 +47,8 @@ def blt_plan(model) -> ParallelPlan:
         tp_blocks=latent_blocks,
         fsdp_units=units,
         replicated=replicated,
+        # The hash n-gram tables (3.84B parameters at 8B): rows stay sharded, ids travel.
+        row_sharded=["byte_embedder.hash_table"] if getattr(model.byte_embedder, "hash_table", None) is not None else [],
         float8_skip=["decoder.output", "patcher"],
         static_shapes=_static_patch_axis,
     )

@@ -24,16 +24,19 @@ def mixed_precision(dtype: str, device_type: str | None = None) -> MixedPrecisio
 
 def apply_fsdp(model: nn.Module, blocks: list[str], dp_mesh, dtype: str = "float32",
                replicated: list[str] = ()) -> None:
-    """fully_shard each of `blocks` (fqns, forward order), then the root; the parameters
-    of `replicated` modules stay whole, unsharded plain tensors on every rank."""
+    """fully_shard each of `blocks` (fqns, forward order), then the root; FSDP leaves the
+    parameters of `replicated` modules alone (frozen helpers kept whole, or tables that
+    are already row-sharded)."""
     mp = mixed_precision(dtype, getattr(dp_mesh, "device_type", None))
     ignored = {p for fqn in replicated for p in model.get_submodule(fqn).parameters()}
     for i, fqn in enumerate(blocks):
         # The last block's parameters are needed again at once by backward: keeping them
         # gathered after forward saves one all-gather.
+        unit = model.get_submodule(fqn)
+        own_ignored = {p for p in unit.parameters() if p in ignored}
         fully_shard(
-            model.get_submodule(fqn), mesh=dp_mesh, mp_policy=mp,
-            reshard_after_forward=i < len(blocks) - 1,
+            unit, mesh=dp_mesh, mp_policy=mp,
+            reshard_after_forward=i < len(blocks) - 1, ignored_params=own_ignored or None,
         )
     # The root's outputs (logits) come back in fp32 so the loss is computed accurately.
     root_mp = MixedPrecisionPolicy(

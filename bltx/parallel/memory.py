@@ -84,11 +84,15 @@ def estimate_memory(model: nn.Module, recipe, world_size: int, plan: ParallelPla
     if deg.fsdp:
         block_ids: set[int] = set()
         sizes = []
+        # Row-sharded tables (bltx/parallel/row_sharded.py) are never gathered.
+        row_sharded = set()
+        if recipe.parallelism.row_shard_embeddings and deg.dp_shard > 1 and deg.dp_replicate == 1:
+            row_sharded = {id(p) for fqn in plan.row_sharded for p in model.get_submodule(fqn).parameters()}
         for fqn in list(plan.fsdp_units) + list(plan.blocks):
-            ps = list(model.get_submodule(fqn).parameters())
+            ps = [p for p in model.get_submodule(fqn).parameters() if id(p) not in row_sharded]
             block_ids.update(id(p) for p in ps)
             sizes.append(sum(p.numel() / (deg.tp if id(p) in tp_ids else 1) for p in ps))
-        root = sum(p.numel() for p in model.parameters() if id(p) not in block_ids | whole)
+        root = sum(p.numel() for p in model.parameters() if id(p) not in block_ids | whole | row_sharded)
         gathered = compute_bytes * (root + sum(sorted(sizes)[-2:]))
     return MemoryEstimate(int(params), int(grads), int(optimizer), int(gathered))
 
@@ -107,6 +111,8 @@ def dry_run_lines(model: nn.Module, recipe, world_size: int) -> list[str]:
                  + (f" + {len(plan.fsdp_units)} FSDP units ({', '.join(plan.fsdp_units)})" if plan.fsdp_units else ""))
     if deg.tp > 1:
         lines.append(f"  tensor-parallel blocks: {len(plan.tp_blocks)}")
+    if plan.row_sharded and recipe.parallelism.row_shard_embeddings and deg.dp_shard > 1 and deg.dp_replicate == 1:
+        lines.append(f"  row-sharded embeddings (ids exchanged, never gathered): {', '.join(plan.row_sharded)}")
     if recipe.float8.enable:
         keep = float8_filter(plan.float8_skip, plan.float8_min_dim)
         n = sum(1 for name, m in model.named_modules()

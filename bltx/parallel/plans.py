@@ -47,6 +47,8 @@ class ParallelPlan:
     float8_skip: fqn prefixes kept in high precision (output heads, frozen models).
     float8_min_dim: linears with in or out features below this stay high precision; tiny
         GEMMs lose more to the scaling overhead than they gain.
+    row_sharded: big nn.Embedding tables looked up row-sharded over the dp shards
+        (bltx/parallel/row_sharded.py) instead of being gathered whole by FSDP.
     static_shapes: `fn(model)` called before blocks are compiled one by one: makes the
         eager code around the blocks feed them fixed shapes (e.g. BLT's patch axis at
         max_patches), so the blocks compile once instead of once per shape.
@@ -61,6 +63,7 @@ class ParallelPlan:
     float8_skip: list[str] = field(default_factory=list)
     float8_min_dim: int = 16
     static_shapes: Callable | None = None
+    row_sharded: list[str] = field(default_factory=list)
 
 
 def register_plan(model_name: str):
