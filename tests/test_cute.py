@@ -41,6 +41,42 @@ def test_run_cute_scores_greedy_answers(tmp_path):
     assert 0.0 <= scores["spell"]["accuracy"] <= 1.0
 
 
+class ScriptedModel(torch.nn.Module):
+    """A byte model that answers from a table, not from weights: after the last "A: " of
+    its input it emits `answer(question)` then a newline. An independent reference for
+    the runner: the oracle must score 1.0 and a model with wrong answers 0.0."""
+
+    generate_one_at_a_time = True  # reads the last position only, like the BPE baseline
+
+    def __init__(self, answer):
+        super().__init__()
+        self.answer = answer
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # a device and dtype to follow
+
+    def forward(self, ids, **ignored):
+        logits = torch.full((*ids.shape, 260), -1e4)
+        for row, seq in enumerate(ids.tolist()):
+            text = bytes(i - 4 for i in seq if i >= 4).decode("latin-1")
+            question, _, sofar = text.rpartition("Q: ")[2].partition(" A: ")
+            target = (self.answer(question) + "\n").encode("latin-1")
+            nxt = target[len(sofar.encode("latin-1"))] if len(sofar) < len(target) else ord("\n")
+            logits[row, :, nxt + 4] = 0.0
+        return logits + self.anchor
+
+
+def oracle_answers(folder: Path):
+    return {ex.question: ex.answer for ex in load_task(folder, "spell")}
+
+
+def test_scripted_oracle_scores_one_and_wrong_model_zero(tmp_path):
+    folder = write_task(tmp_path)
+    truth = oracle_answers(folder)
+    right = run_cute(ScriptedModel(truth.get), folder, n=2, shots=2)["spell"]
+    wrong = run_cute(ScriptedModel(lambda q: truth[q] + "x"), folder, n=2, shots=2)["spell"]
+    assert right["accuracy"] == 1.0 and right["n"] == 2
+    assert wrong["accuracy"] == 0.0 and wrong["examples"][0]["got"] == wrong["examples"][0]["expected"] + "x"
+
+
 def test_bad_task_is_a_clear_error(tmp_path):
     with pytest.raises(bltx.DataError, match="unknown CUTE task"):
         load_task(tmp_path, "nope")

@@ -111,7 +111,7 @@ def test_sampling_rules():
     greedy = sample_next(logits, SamplingConfig())
     assert torch.equal(greedy, sample_next(logits, SamplingConfig(temperature=1.0, top_k=1)))
     assert torch.equal(greedy, sample_next(logits, SamplingConfig(temperature=1.0, top_p=1e-6)))
-    assert bool((greedy >= OFFSET).all() | (greedy == EOS_ID).all())
+    assert bool(((greedy >= OFFSET) | (greedy == EOS_ID)).all())  # each id: a byte or EOS
     g1 = torch.Generator().manual_seed(3)
     g2 = torch.Generator().manual_seed(3)
     cfg = SamplingConfig(temperature=0.8, top_k=20, top_p=0.9)
