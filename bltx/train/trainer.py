@@ -168,6 +168,10 @@ class Trainer:
         real_bytes = torch.zeros((), device=self.device, dtype=torch.float64)
         patches = torch.zeros((), device=self.device, dtype=torch.float64)
         n_targets = 0
+        # Model extras (contract: a forward may leave `aux_losses` and `step_stats`, dicts of
+        # scalar tensors, on the model; learned chunking does): aux losses join the loss, and
+        # both are summed here and logged as window means under their own names.
+        extras: dict[str, torch.Tensor] = {}
         for _ in range(cfg.grad_accum):
             batch = next(self.train_batches)
             ids = batch["ids"].to(self.device, non_blocking=True)
@@ -175,7 +179,11 @@ class Trainer:
             ent = batch.get("entropies")
             with autocast_context(self.device, self.dtype):
                 nll, starts = batch_nll(self.model, ids, targets, None if ent is None else ent.to(self.device))
-            (nll / targets.numel() / cfg.grad_accum).backward()
+            aux = getattr(self.model, "aux_losses", None) or {}
+            loss = nll / targets.numel() + sum(aux.values())
+            (loss / cfg.grad_accum).backward()
+            for name, value in {**aux, **(getattr(self.model, "step_stats", None) or {})}.items():
+                extras[name] = extras.get(name, 0.0) + value.detach().double() / cfg.grad_accum
             nll_sum += nll.detach().double()
             real_bytes += (targets >= OFFSET).sum()
             n_targets += targets.numel()
@@ -194,7 +202,7 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         return {"nll": nll_sum, "real_bytes": real_bytes, "patches": patches, "targets": n_targets,
-                "grad_norm": grad_norm, "lr": lr, "applied": applied}
+                "grad_norm": grad_norm, "lr": lr, "applied": applied, "extras": extras, "steps": 1}
 
     def evaluate(self) -> dict[str, float]:
         result = evaluate_bpb(self.model, self.val_batches, self.device, self.dtype,
@@ -207,9 +215,13 @@ class Trainer:
         Per-shard sums are identical on the TP ranks of a shard, so the world-wide sum
         counts each shard `tp_size` times; the stop flag is summed as is (any rank asks)."""
         flag = 1.0 if self._stop_signal is not None else 0.0
-        local = torch.stack([window["nll"], window["targets"], window["real_bytes"], window["patches"]]).double()
+        names = sorted(window["extras"])  # model extras ride in the same all-reduce
+        local = torch.stack([window["nll"], window["targets"], window["real_bytes"], window["patches"],
+                             *[torch.as_tensor(window["extras"][n], device=self.device) for n in names]]).double()
         packed = torch.cat([local / self.world.tp_size, torch.tensor([flag], dtype=torch.float64, device=self.device)])
-        nll, n_targets, n_real, n_patches, stop = self.world.all_sum(packed).tolist()
+        nll, n_targets, n_real, n_patches, *extra_sums, stop = self.world.all_sum(packed).tolist()
+        # Means over the window's steps and the data-parallel ranks.
+        extra_means = {n: v / (window["steps"] * self.world.dp_size) for n, v in zip(names, extra_sums)}
         scalars = {
             "loss": nll / n_targets,
             "bpb": nll / math.log(2) / max(1.0, n_real),
@@ -218,6 +230,7 @@ class Trainer:
             "mean_patch_length": n_targets / n_patches if n_patches else None,
             "lr": window["lr"],
             "grad_norm": float(window["grad_norm"]),
+            **extra_means,
         }
         if self.skipped_steps:
             scalars["skipped_steps"] = float(self.skipped_steps)
@@ -252,6 +265,8 @@ class Trainer:
                 else:
                     for key in ("nll", "real_bytes", "patches"):
                         window[key] = window[key] + out[key]
+                    window["steps"] += 1
+                    window["extras"] = {k: window["extras"].get(k, 0.0) + v for k, v in out["extras"].items()}
                     window["targets"] = window["targets"] + out["targets"]
                     window.update(grad_norm=out["grad_norm"], lr=out["lr"])
                 diverged = not out["applied"] and rc.training.on_nonfinite == "stop"

@@ -1,0 +1,158 @@
+"""BLT with learned (H-Net style) chunking: boundaries decided by a router on the encoder's
+byte states instead of a patcher on the ids, trained end to end with the language model.
+
+    byte_embedder -> encoder.encode_bytes -> chunker (p_t, boundaries) -> encoder.downsample
+        -> latent over chunks -> chunker.dechunk (EMA, upsample, STE) -> decoder -> logits
+
+The parts are the registered components a BLT uses (byte embedder, latent: transformer,
+recurrent or any plugin; the local decoder), plus an encoder with the two-stage interface
+(`byte_layers`, bltx/model/byte_encoder.py) and a `chunker` (bltx/model/chunking.py).
+
+Causality (logits at t read bytes <= t only): encoder states are causal; a boundary at t
+reads h_t and h_{t-1}; a chunk is the state at its first byte, so chunk c depends on bytes
+<= start(c); the latent is causal over chunks and the EMA runs forward over chunks; byte t
+reads the chunk holding t, which started at or before t, both through the residual stream
+(`u`) and through the decoder's cross-attention (dec patch ids = own chunk); the decoder's
+byte layers are causal. So, unlike BLT's pooled patches, a byte may read its own chunk.
+
+Training extras: each forward leaves `aux_losses` (the weighted ratio loss, added to the
+loss by the trainer) and `step_stats` (boundary rate F, mean probability G) on the module.
+`patch(ids)` returns the boundaries for statistics (the engine counts patches with it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bltx.errors import ConfigError
+from bltx.model.attention import attention_backend, check_backend_name
+from bltx.model.blt import _built
+from bltx.model.chunking import cap_starts, chunk_start_positions
+from bltx.patching.base import starts_to_patch_ids
+from bltx.protocols import FlopTerm
+from bltx.registry import build, register
+from bltx.schema import component
+
+# Importing these registers the components the default tables name.
+from bltx.model import byte_encoder as _byte_encoder  # noqa: F401
+from bltx.model import chunking as _chunking  # noqa: F401
+from bltx.model import embedder as _embedder  # noqa: F401
+from bltx.model import latent as _latent  # noqa: F401
+from bltx.model import local_decoder as _local_decoder  # noqa: F401
+
+PARTS = ("byte_embedder", "encoder", "chunker", "latent", "decoder")
+
+
+@register("model", "learned_blt")
+class LearnedChunkBLT(nn.Module):
+    """BLT whose patches are learned chunks (see module doc)."""
+
+    @dataclass
+    class Config:
+        byte_embedder: dict = component("byte_embedder", {"type": "hash_ngram"})
+        encoder: dict = component("encoder", {"type": "byte_layers"})
+        chunker: dict = component("chunker", {"type": "cosine"})
+        latent: dict = component("latent", {"type": "transformer"})
+        decoder: dict = component("decoder", {"type": "local"})
+        # Static chunk count P of the padded chunk axis (None -> the sequence length); a
+        # sequence keeps at most P chunks (bltx/model/chunking.py, cap_starts).
+        max_patches: int | None = None
+        attention: str = "sdpa"
+
+        def __post_init__(self):
+            if self.max_patches is not None and self.max_patches < 1:
+                raise ValueError(f"max_patches must be >= 1, got {self.max_patches}")
+            check_backend_name(self.attention)
+
+    def __init__(self, cfg: Config, **context):
+        super().__init__()
+        self.cfg = cfg
+        self.max_patches = cfg.max_patches
+        self.backend = attention_backend(cfg.attention, where="model.attention")
+        self.latent = _built("latent", cfg.latent, backend=self.backend)
+        latent_dim = self.latent.dim
+        self.encoder = _built("encoder", cfg.encoder, latent_dim=latent_dim, backend=self.backend)
+        if not all(callable(getattr(self.encoder, m, None)) for m in ("encode_bytes", "downsample")):
+            raise ConfigError(
+                f"model.encoder: learned chunking reads the encoder's byte states between two stages; "
+                f"{type(self.encoder).__name__} lacks encode_bytes/downsample (use type = \"byte_layers\")"
+            )
+        local_dim = self.encoder.dim
+        self.byte_embedder = _built("byte_embedder", cfg.byte_embedder, dim=local_dim)
+        self.chunker = build("chunker", cfg.chunker, where="model.chunker", dim=local_dim, latent_dim=latent_dim)
+        self.decoder = _built("decoder", cfg.decoder, latent_dim=latent_dim, local_dim=local_dim, backend=self.backend)
+        self.target_chunk_length = float(self.chunker.cfg.target_length)
+        # Same switch as BLT: keep the chunk axis at max_patches in eager forwards too.
+        self.static_patch_axis = False
+        self.aux_losses: dict[str, torch.Tensor] = {}
+        self.step_stats: dict[str, torch.Tensor] = {}
+        if not any(p.is_meta for p in self.parameters()):
+            self.init_weights()
+
+    # -- chunking ---------------------------------------------------------------------------
+
+    def _byte_states(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder.encode_bytes(self.byte_embedder(ids))
+        return h, self.chunker.probabilities(h)
+
+    def _decide(self, p: torch.Tensor, starts: torch.Tensor | None, T: int) -> torch.Tensor:
+        b = p >= 0.5 if starts is None else starts[:, :T].to(device=p.device, dtype=torch.bool)
+        return cap_starts(b, self.max_patches or T)
+
+    def patch(self, ids: torch.Tensor, entropies=None, include_next: bool = False) -> torch.Tensor:
+        """Chunk starts bool [B, T] (a False column appended with include_next: the model
+        needs no lookahead; the engine asks for it)."""
+        _, p = self._byte_states(ids)
+        starts = self._decide(p, None, ids.shape[1])
+        return F.pad(starts, (0, 1), value=False) if include_next else starts
+
+    def boundary_probabilities(self, ids: torch.Tensor) -> torch.Tensor:
+        """p_t [B, T] (tools/show_patches.py draws it)."""
+        return self._byte_states(ids)[1]
+
+    # -- forward ----------------------------------------------------------------------------
+
+    def forward(self, ids: torch.Tensor, starts: torch.Tensor | None = None, **ignored) -> torch.Tensor:
+        """ids [B, T] -> logits [B, T, 260]. `starts` ([B, T] or [B, T+1]) overrides the
+        router's decisions (e.g. the ones `patch` returned); p is always the router's."""
+        T = ids.shape[1]
+        h, p = self._byte_states(ids)
+        b = self._decide(p, starts, T)
+        P = self.max_patches or T
+        if not torch.compiler.is_compiling() and not self.static_patch_axis:
+            # Eager: the chunk axis sized to the real count (the cap already applied).
+            P = int(b.sum(dim=-1).max())
+        patch_ids = starts_to_patch_ids(b)
+        zhat = self.latent(self.encoder.downsample(h, patch_ids, P))
+        z, u = self.chunker.dechunk(zhat, p, b, patch_ids, chunk_start_positions(patch_ids, P))
+        self.aux_losses, self.step_stats = self.chunker.aux(p, b)
+        return self.decoder(h + u, z, patch_ids)
+
+    # -- weights, FLOPs ---------------------------------------------------------------------
+
+    def init_weights(self) -> None:
+        for name in PARTS:
+            getattr(self, name).init_weights()
+
+    def flop_terms(self, seq_len: int, patch_len: float) -> dict[str, FlopTerm]:
+        """Forward FLOPs per byte by part at `patch_len` bytes per chunk (pass the realised
+        mean chunk length); the latent's per-chunk FLOPs are spread over the chunk's bytes."""
+        return {
+            "byte_embedder": FlopTerm(self.byte_embedder.forward_flops(seq_len, patch_len)),
+            "encoder": FlopTerm(self.encoder.forward_flops(seq_len, patch_len)),
+            "chunker": FlopTerm(self.chunker.forward_flops(seq_len, patch_len)),
+            "latent": FlopTerm(self.latent.forward_flops(seq_len, patch_len) / patch_len),
+            "decoder": FlopTerm(self.decoder.forward_flops(seq_len, patch_len)),
+        }
+
+    def num_params(self, by_component: bool = True, trainable_only: bool = False) -> dict[str, int] | int:
+        def count(m: nn.Module) -> int:
+            return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable_only)
+
+        counts = {name: count(getattr(self, name)) for name in PARTS}
+        counts["total"] = sum(counts.values())
+        return counts if by_component else counts["total"]
