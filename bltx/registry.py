@@ -31,10 +31,11 @@ from bltx.schema import did_you_mean, to_dataclass
 # and no import arrow points from core up into the application. Add a module here when it
 # registers a built-in; plugins never edit this table (job.plugins, entry points).
 BUILTINS: dict[str, tuple[str, ...]] = {
-    "model": ("bltx.model.blt", "bltx.model.entropy_lm", "bltx.model.baselines"),
+    "model": ("bltx.model.blt", "bltx.model.entropy_lm", "bltx.model.baselines", "bltx.model.learned_blt"),
     "patcher": ("bltx.patching.simple", "bltx.patching.entropy", "bltx.patching.bpe"),
     "byte_embedder": ("bltx.model.embedder",),
-    "encoder": ("bltx.model.local_encoder",),
+    "encoder": ("bltx.model.local_encoder", "bltx.model.byte_encoder"),
+    "chunker": ("bltx.model.chunking",),
     "latent": ("bltx.model.latent", "bltx.model.recurrent_latent", "bltx.interop.llama"),
     "decoder": ("bltx.model.local_decoder",),
     "entropy_model": ("bltx.model.entropy_model",),
@@ -42,10 +43,10 @@ BUILTINS: dict[str, tuple[str, ...]] = {
     "optimizer": ("bltx.train.optim",),
     "lr_scheduler": ("bltx.train.schedule",),
     "parallel_plan": ("bltx.parallel.blt_plan",),
-    "data_source": (),
+    "data_source": ("bltx.data.formats", "bltx.data.jsonl", "bltx.data.columnar"),
     "task": (
         "bltx.tasks.train", "bltx.tasks.entropy", "bltx.tasks.eval", "bltx.tasks.generate",
-        "bltx.tasks.research",
+        "bltx.tasks.research", "bltx.tasks.show_data", "bltx.tasks.lm_eval",
     ),
 }
 # Kinds known at start-up; plugins may add more with `Registry.for_kind(new_kind)`.

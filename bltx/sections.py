@@ -37,16 +37,50 @@ class JobConfig:
 
 
 @dataclass
+class SourceConfig:
+    """One document source of a mixture: `data.sources = [{path = "web/*.jsonl", weight = 0.7}, ...]`."""
+
+    # A file, folder, glob or bltx:NAME, or a list of them (read in order as one source).
+    path: str | list[str] = ""
+    # Share of the training windows drawn from this source (normalised over all sources);
+    # 0: validation only.
+    weight: float = 1.0
+    # The JSON field / column holding the text; "" means data.text_field.
+    text_field: str = ""
+    # A registered data_source (raw, jsonl, parquet, arrow, ...); "auto": by file type.
+    type: str = "auto"
+    # Name in logs (val_bpb/NAME); "" -> from the path.
+    name: str = ""
+
+    def __post_init__(self):
+        require(bool(self.path), "data.sources[].path", self.path, "must name a file, folder or glob")
+        at_least("data.sources[].weight", self.weight, 0.0)
+
+
+@dataclass
 class DataConfig:
     # Files or globs, relative to the recipe file or absolute; "bltx:NAME" names a corpus
-    # bundled with the package (bltx/data/corpora/NAME).
+    # bundled with the package (bltx/data/corpora/NAME). One source of weight 1; ignored
+    # when `sources` is set.
     paths: list[str] = field(default_factory=lambda: ["bltx:tiny_shakespeare"])
+    # A weighted mixture of sources (see SourceConfig); replaces `paths` when not empty.
+    sources: list[SourceConfig] = field(default_factory=list)
+    # JSON field / Parquet or Arrow column of the text (per source: sources[].text_field).
+    text_field: str = "text"
     seq_len: int = 512
     batch_size: int = 8
     validation_fraction: float = 0.05
     add_bos: bool = True
     # Optional file of per-byte entropies stored beside the data (precomputed patching).
     entropies_path: str = ""
+    # Where document indexes of JSONL/Parquet/Arrow files are kept ("" -> ~/.cache/bltx/data).
+    cache_dir: str = ""
+    # Windows shuffled together: 0 shuffles all of a source's windows; N > 0 shuffles
+    # groups of N windows drawn from a few random places (reads stay local: for Parquet
+    # and Arrow corpora far larger than RAM).
+    shuffle_buffer: int = 0
+    # Train batches prepared ahead in a background thread (0: read in the training loop).
+    prefetch: int = 2
 
     def __post_init__(self):
         if self.seq_len < 2:
@@ -54,6 +88,11 @@ class DataConfig:
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
         between("data.validation_fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
+        require(bool(self.text_field), "data.text_field", self.text_field, "must name a field")
+        at_least("data.shuffle_buffer", self.shuffle_buffer, 0, " (0: shuffle all windows)")
+        at_least("data.prefetch", self.prefetch, 0, " (0: no background reads)")
+        require(not self.sources or any(s.weight > 0 for s in self.sources), "data.sources",
+                [s.weight for s in self.sources], "at least one source needs a weight > 0")
 
 
 @dataclass
@@ -222,6 +261,34 @@ class CalibrateConfig:
 
 
 @dataclass
+class LMEvalConfig:
+    """The `lm_eval` task: lm-evaluation-harness tasks on a trained checkpoint."""
+
+    tasks: list[str] = field(default_factory=list)
+    # A folder of local task YAMLs (searched besides lm-eval's own tasks).
+    include_path: str = ""
+    # Index lm-eval's bundled tasks too (about 15 s); false when only local tasks are used.
+    include_defaults: bool = True
+    num_fewshot: int | None = None
+    # Examples per task: a count, or a fraction of the task when below 1.
+    limit: float | None = None
+    batch_size: int = 8
+    # Longest input in bytes (contexts are cut from the left); 0: data.seq_len.
+    max_length: int = 0
+    bootstrap_iters: int = 1000
+    checkpoint: str = ""
+
+    def __post_init__(self):
+        at_least("lm_eval.batch_size", self.batch_size, 1)
+        at_least("lm_eval.max_length", self.max_length, 0, " (0: data.seq_len)")
+        at_least("lm_eval.bootstrap_iters", self.bootstrap_iters, 0)
+        if self.num_fewshot is not None:
+            at_least("lm_eval.num_fewshot", self.num_fewshot, 0)
+        if self.limit is not None:
+            positive("lm_eval.limit", self.limit)
+
+
+@dataclass
 class Recipe:
     """A whole recipe after includes and overrides are merged and every value is checked."""
 
@@ -242,6 +309,7 @@ class Recipe:
     eval: EvalConfig = field(default_factory=EvalConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
+    lm_eval: LMEvalConfig = field(default_factory=LMEvalConfig)
     # Absolute path of the recipe file it came from ("" when built in code); relative data
     # and checkpoint paths resolve against its folder. Not a TOML key.
     source: str = field(default="", init=False, repr=False)

@@ -86,7 +86,7 @@ def test_cli_one_line_when_the_corpus_is_truncated_mid_run(tmp_path, capsys, mon
     corpus.write_bytes(bytes(range(32, 127)) * 200)
     recipe = write_recipe(tmp_path, data={"paths": [str(corpus)], "seq_len": 64, "batch_size": 4,
                                           "validation_fraction": 0.0},
-                          training={"steps": 6}, checkpoint={"interval": 2})
+                          training={"steps": 12}, checkpoint={"interval": 2})
     real_step = Trainer.train_step
 
     def step_then_truncate(self):
@@ -96,6 +96,7 @@ def test_cli_one_line_when_the_corpus_is_truncated_mid_run(tmp_path, capsys, mon
         return out
 
     monkeypatch.setattr(Trainer, "train_step", step_then_truncate)
+    # Batches read ahead (data.prefetch) before the truncation are whole; a later read fails.
     assert main([str(recipe)]) == 2
     assert "corpus.txt changed during the run" in one_line(capsys)
-    assert (tmp_path / "run" / "checkpoints" / "step_00000002" / "COMPLETE").is_file()
+    assert list((tmp_path / "run" / "checkpoints").glob("step_*/COMPLETE"))  # nothing saved is lost

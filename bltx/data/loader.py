@@ -1,39 +1,61 @@
-"""Recipe `[data]` -> train batches (resumable, per-rank shard) and validation batches."""
+"""Recipe `[data]` -> train batches (resumable, per-rank shard, prefetched) and validation
+batches, for one source (`data.paths`) or a weighted mixture (`data.sources`).
+
+All sources' files form one id stream (source after source; precomputed entropies are
+aligned with it); each source's slice of it is split into its own train part and its
+validation tail, so windows never straddle sources or splits.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bltx.data.entropies import open_entropies, producer_of
-from bltx.data.sampler import ResumableSampler
-from bltx.data.sources import open_sources
+from bltx.data.formats import open_documents
+from bltx.data.mixture import SourceSpec, build_sampler, source_specs
+from bltx.data.prefetch import Prefetcher
 from bltx.data.stream import IdStream, split_stream
-from bltx.data.windows import Windows
+from bltx.data.windows import ConcatWindows, Windows, stack_windows
 from bltx.sections import DataConfig
 
 
 class TrainBatches:
     """Endless iterator of train batches for one rank; its state goes into checkpoints."""
 
-    def __init__(self, windows: Windows, batch_size: int, seed: int, rank: int = 0, world: int = 1):
-        self.windows = windows
-        self.sampler = ResumableSampler(len(windows), batch_size, seed=seed, rank=rank, world=world)
+    def __init__(self, windows: list[Windows | None], sampler, prefetch: int = 0):
+        self.windows = windows  # per source (None: a source never trained on)
+        self.sampler = sampler  # the position of the batches handed out so far
+        self.prefetch = prefetch
+        self._ahead: Prefetcher | None = None
 
     def __iter__(self):
         return self
 
+    def read(self, pairs: np.ndarray) -> dict[str, torch.Tensor]:
+        return stack_windows([self.windows[s].window(int(i)) for s, i in pairs])
+
     def __next__(self) -> dict[str, torch.Tensor]:
-        return self.windows.batch(self.sampler.next_indices())
+        if self.prefetch and self._ahead is None:
+            self._ahead = Prefetcher(self.sampler, self.read, self.prefetch)
+        pairs = self.sampler.next_pairs()
+        batch = self._ahead.next(pairs) if self._ahead is not None else None
+        return batch if batch is not None else self.read(pairs)
 
     def state_dict(self) -> dict:
         return self.sampler.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
+        self.close()  # batches read ahead belong to the old position
         self.sampler.load_state_dict(state)
+
+    def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
 
 
 def validation_batches(
@@ -50,35 +72,86 @@ def validation_batches(
 
 
 @dataclass
-class ByteData:
-    """Everything the trainer needs from `[data]`: the stream, its splits and their windows."""
+class SourceData:
+    """One source: its files, its slice of the stream and the windows of its two splits."""
 
-    stream: IdStream
-    train: Windows
+    spec: SourceSpec
+    files: list
+    train: Windows | None
     validation: Windows | None
 
+
+@dataclass
+class ByteData:
+    """Everything the trainer needs from `[data]`: the stream and every source's windows."""
+
+    stream: IdStream
+    sources: list[SourceData]
+    shuffle_buffer: int = 0
+    prefetch: int = 0
+    names: list[str] = field(init=False)
+
+    def __post_init__(self):
+        self.names = [s.spec.name for s in self.sources]
+
+    @property
+    def train(self) -> Windows:
+        """The training windows (of all trained sources, one after another)."""
+        parts = [s.train for s in self.sources if s.train is not None]
+        return parts[0] if len(parts) == 1 else ConcatWindows(parts, "train")
+
+    @property
+    def validation(self) -> Windows | None:
+        """The validation windows of every source, one after another (None without any)."""
+        parts = [s.validation for s in self.sources if s.validation is not None]
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else ConcatWindows(parts)
+
     def train_batches(self, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> TrainBatches:
-        return TrainBatches(self.train, batch_size, seed, rank, world)
+        sizes = [len(s.train) if s.train is not None else 0 for s in self.sources]
+        weights = [s.spec.weight for s in self.sources]
+        sampler = build_sampler(sizes, weights, self.names, batch_size, seed, rank, world, self.shuffle_buffer)
+        return TrainBatches([s.train for s in self.sources], sampler, self.prefetch)
+
+    def validation_sets(self, batch_size: int, max_batches: int, rank: int = 0,
+                        world: int = 1) -> dict[str, list[dict[str, torch.Tensor]]]:
+        """Per source with a validation split: its first `max_batches` global batches."""
+        return {s.spec.name: validation_batches(s.validation, batch_size, max_batches, rank, world)
+                for s in self.sources if s.validation is not None}
+
+
+def open_source_files(cfg: DataConfig, base: Path | None = None) -> list[tuple[SourceSpec, list]]:
+    return [(spec, open_documents(spec.patterns, base, spec.text_field, spec.kind, cfg.cache_dir))
+            for spec in source_specs(cfg)]
 
 
 def open_stream(cfg: DataConfig, base: Path | None = None) -> IdStream:
-    return IdStream(open_sources(cfg.paths, base), add_bos=cfg.add_bos)
+    """The id stream of every source's files, source after source."""
+    return IdStream([f for _, files in open_source_files(cfg, base) for f in files], add_bos=cfg.add_bos)
 
 
 def build_data(cfg: DataConfig, base: Path | None = None, entropies_path: Path | None = None,
                producer: dict | None = None) -> ByteData:
-    """Open the files of `cfg.paths` (relative ones against `base`) and split them.
+    """Open every source's files (relative paths against `base`) and split each source.
     `entropies_path`: stored entropies, checked against the data and `producer`."""
-    stream = open_stream(cfg, base)
-    train_view, val_view = split_stream(stream, cfg.validation_fraction)
-    if entropies_path is not None:
-        ent = open_entropies(entropies_path, stream, producer)
+    opened = open_source_files(cfg, base)
+    stream = IdStream([f for _, files in opened for f in files], add_bos=cfg.add_bos)
+    ent = open_entropies(entropies_path, stream, producer) if entropies_path is not None else None
+    single = len(opened) == 1
+    sources, first = [], 0
+    for spec, files in opened:
+        start, end = stream.file_range(first, first + len(files))
+        first += len(files)
+        train_view, val_view = split_stream(stream, cfg.validation_fraction, start, end)
         train_view.entropies = ent
         if val_view is not None:
             val_view.entropies = ent
-    train = Windows(train_view, cfg.seq_len, "train")
-    validation = Windows(val_view, cfg.seq_len, "validation") if val_view is not None else None
-    return ByteData(stream, train, validation)
+        label = "" if single else f" of source '{spec.name}'"
+        train = Windows(train_view, cfg.seq_len, "train" + label) if spec.weight > 0 else None
+        validation = Windows(val_view, cfg.seq_len, "validation" + label) if val_view is not None else None
+        sources.append(SourceData(spec, files, train, validation))
+    return ByteData(stream, sources, cfg.shuffle_buffer, cfg.prefetch)
 
 
 def build_data_for_recipe(recipe) -> ByteData:

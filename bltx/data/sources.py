@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import os
 import stat
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,9 +61,10 @@ class DiskFile:
 
     def read(self, lo: int, hi: int) -> np.ndarray:
         """Bytes [lo, hi) as uint8; DataError if the file changed since it was opened."""
-        fd = _descriptors.get(self.path)
-        st = os.fstat(fd)  # a cheap syscall on an open descriptor: checked on every read
-        data = os.pread(fd, hi - lo, lo)
+        with _descriptors.lock:  # a background loader thread reads too
+            fd = _descriptors.get(self.path)
+            st = os.fstat(fd)  # a cheap syscall on an open descriptor: checked on every read
+            data = os.pread(fd, hi - lo, lo)
         if st.st_size != self.size or st.st_mtime_ns != self.mtime_ns or len(data) != hi - lo:
             raise DataError(
                 f"data file {self.path} changed during the run (size {self.size} -> {st.st_size} "
@@ -77,6 +79,7 @@ class _Descriptors:
     def __init__(self, limit: int):
         self.limit = limit
         self.open: OrderedDict[Path, int] = OrderedDict()
+        self.lock = threading.RLock()
 
     def get(self, path: Path) -> int:
         fd = self.open.get(path)
@@ -112,9 +115,11 @@ def open_bytes(path: Path) -> DiskFile:
     return DiskFile(path, st.st_size, st.st_mtime_ns)
 
 
-def open_sources(patterns: list[str] | tuple[str, ...], base: Path | None = None) -> list[ByteFile]:
-    """Expand `patterns` and open each file. Empty files matched by a glob or folder are
+def open_sources(patterns: list[str] | tuple[str, ...], base: Path | None = None, opener=None) -> list:
+    """Expand `patterns` and open each file with `opener` (raw bytes by default; see
+    bltx/data/formats.py for documents). Empty files matched by a glob or folder are
     skipped; a file named explicitly that is empty, or no bytes at all, is an error."""
+    opener = opener or open_bytes
     opened: list[ByteFile] = []
     for pattern in patterns:
         files = expand_paths([pattern], base)
@@ -123,7 +128,7 @@ def open_sources(patterns: list[str] | tuple[str, ...], base: Path | None = None
             pattern.startswith(BUNDLED_PREFIX) or files[0].name == Path(pattern).name
         )
         for path in files:
-            doc = open_bytes(path)
+            doc = opener(path)
             if len(doc) == 0:
                 if explicit:
                     raise DataError(f"data file {path} is empty; remove it from data.paths")

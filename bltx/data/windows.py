@@ -25,7 +25,7 @@ class Windows:
             raise DataError(
                 f"the {name} split has {len(view)} ids (bytes plus BOS/EOS), fewer than one "
                 f"window of data.seq_len + 1 = {seq_len + 1}; lower data.seq_len or add data"
-                + (" or raise data.validation_fraction" if name == "validation" else "")
+                + (" or raise data.validation_fraction" if name.startswith("validation") else "")
             )
 
     def __len__(self) -> int:
@@ -38,13 +38,30 @@ class Windows:
 
     def batch(self, indices: list[int] | np.ndarray) -> dict[str, torch.Tensor]:
         """Stack windows into {"ids": [B,T] long, "targets": [B,T] long, "entropies"?: [B,T]}."""
-        rows, ents = [], []
-        for i in indices:
-            ids, ent = self.window(int(i))
-            rows.append(ids)
-            ents.append(ent)
-        arr = torch.from_numpy(np.stack(rows))
-        out = {"ids": arr[:, :-1].contiguous(), "targets": arr[:, 1:].contiguous()}
-        if ents and ents[0] is not None:
-            out["entropies"] = torch.from_numpy(np.stack(ents))
-        return out
+        return stack_windows([self.window(int(i)) for i in indices])
+
+
+class ConcatWindows(Windows):
+    """Several sources' windows indexed one after another (a mixture's validation splits)."""
+
+    def __init__(self, parts: list[Windows], name: str = "validation"):
+        self.parts = parts
+        self.seq_len = parts[0].seq_len
+        self.name = name
+        self.ends = np.cumsum([len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1])
+
+    def window(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        part = int(np.searchsorted(self.ends, index, side="right"))
+        return self.parts[part].window(index - (int(self.ends[part - 1]) if part else 0))
+
+
+def stack_windows(windows: list[tuple[np.ndarray, np.ndarray | None]]) -> dict[str, torch.Tensor]:
+    """(ids [T+1], entropies [T] or None) per window -> a batch of shifted pairs."""
+    arr = torch.from_numpy(np.stack([ids for ids, _ in windows]))
+    out = {"ids": arr[:, :-1].contiguous(), "targets": arr[:, 1:].contiguous()}
+    if windows and windows[0][1] is not None:
+        out["entropies"] = torch.from_numpy(np.stack([ent for _, ent in windows]))
+    return out

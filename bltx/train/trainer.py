@@ -31,8 +31,8 @@ import torch
 
 from bltx.bytes import OFFSET
 from bltx.config import recipe_to_toml
-from bltx.data.loader import build_data_for_recipe, validation_batches
-from bltx.train.loss import autocast_context, batch_nll, evaluate_bpb
+from bltx.data.loader import build_data_for_recipe
+from bltx.train.loss import BpbResult, autocast_context, batch_nll, evaluate_bpb
 from bltx.errors import BltxError
 from bltx.parallel import World, build_training_model, clip_grad_norm_
 from bltx.precision import resolve_dtype
@@ -70,11 +70,13 @@ class Trainer:
         self.train_batches = self.data.train_batches(
             recipe.data.batch_size, recipe.job.seed, self.world.dp_rank, self.world.dp_size
         )
-        self.val_batches = (
-            validation_batches(self.data.validation, recipe.data.batch_size, recipe.eval.steps,
-                               self.world.dp_rank, self.world.dp_size)
-            if self.data.validation is not None and recipe.eval.interval > 0 else []
+        # Validation batches per source (one source: the recipe's validation split).
+        self.val_sets = (
+            self.data.validation_sets(recipe.data.batch_size, recipe.eval.steps,
+                                      self.world.dp_rank, self.world.dp_size)
+            if recipe.eval.interval > 0 else {}
         )
+        self.val_batches = [b for batches in self.val_sets.values() for b in batches]
 
         self.model = build_training_model(recipe, self.world)
         self.optimizer = build_optimizer(self.model, recipe.optimizer, self.device)
@@ -205,9 +207,15 @@ class Trainer:
                 "grad_norm": grad_norm, "lr": lr, "applied": applied, "extras": extras, "steps": 1}
 
     def evaluate(self) -> dict[str, float]:
-        result = evaluate_bpb(self.model, self.val_batches, self.device, self.dtype,
-                              reduce_sum=self.world.dp_sum)
-        return result.scalars()
+        """Validation scalars over all sources; with several, also `bpb/NAME` per source."""
+        results = {name: evaluate_bpb(self.model, batches, self.device, self.dtype, reduce_sum=self.world.dp_sum)
+                   for name, batches in self.val_sets.items()}
+        total = BpbResult(*(sum(getattr(r, f) for r in results.values())
+                            for f in ("nll_nats", "targets", "bytes", "patches")))
+        scalars = total.scalars()
+        if len(results) > 1:
+            scalars.update({f"bpb/{name}": r.bpb for name, r in results.items()})
+        return scalars
 
     def _window_scalars(self, window: dict, elapsed: float) -> tuple[dict, bool]:
         """Global metrics of a log window and the agreed stop flag, from one all-reduce.

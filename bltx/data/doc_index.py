@@ -1,0 +1,167 @@
+"""Document indexes of JSONL / Parquet / Arrow files, built once and kept on disk.
+
+A file holding many documents is read at random through its index: one row of four int64
+per document, `(start, length, a, b)`: where its text begins in the file's texts laid end to
+end, how many UTF-8 bytes it has, and where the format finds it (a line's byte offset and
+length; a row group or record batch and the row in it). Building an index is one pass over
+the file, which also checks every record, so a malformed line fails before training starts.
+
+Indexes live under `data.cache_dir` (default `~/.cache/bltx/data`) in a folder named by the
+file's path, size, mtime, format and text field: a changed file gets a fresh index. A folder
+is built under a temporary name and renamed when complete, under an exclusive lock, so
+several processes (one per rank) share the work and never read a half-written index.
+Open indexes are memory-mapped; at most `MAX_OPEN_INDEXES` at once (each holds a descriptor).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import threading
+from array import array
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from bltx.errors import DataError
+
+VERSION = 1
+COLUMNS = 4  # start, length, a, b
+MAX_OPEN_INDEXES = 16
+DEFAULT_CACHE = Path("~/.cache/bltx/data")
+
+
+def cache_root(cache_dir: str = "") -> Path:
+    root = Path(cache_dir or DEFAULT_CACHE).expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"data.cache_dir {root} cannot be created ({exc.strerror}); set data.cache_dir to a writable folder") from None
+    return root
+
+
+class IndexWriter:
+    """Collects index rows (compactly) and extra files while a build runs."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.rows = array("q")
+        self.total = 0
+        self.meta: dict = {}
+
+    def add(self, length: int, a: int, b: int) -> None:
+        self.rows.extend((self.total, length, a, b))
+        self.total += length
+
+    def add_many(self, lengths: np.ndarray, a: np.ndarray | int, b: np.ndarray) -> None:
+        """Rows for many documents at once (a chunk of a columnar file)."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        starts = self.total + np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        block = np.stack([starts, lengths, np.broadcast_to(np.int64(a) if np.isscalar(a) else a, lengths.shape),
+                          np.asarray(b, dtype=np.int64)], axis=1)
+        self.rows.frombytes(np.ascontiguousarray(block, dtype=np.int64).tobytes())
+        self.total += int(lengths.sum())
+
+    def __len__(self) -> int:
+        return len(self.rows) // COLUMNS
+
+    def finish(self) -> None:
+        with open(self.folder / "docs.bin", "wb") as f:
+            self.rows.tofile(f)
+        meta = {**self.meta, "version": VERSION, "docs": len(self), "bytes": self.total}
+        (self.folder / "meta.json").write_text(json.dumps(meta))
+
+
+def index_folder(root: Path, path: Path, kind: str, text_field: str) -> Path:
+    st = path.stat()
+    key = f"{VERSION}|{kind}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{text_field}"
+    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return root / f"{path.name[:60]}.{kind}.{digest}"
+
+
+def build_index(root: Path, path: Path, kind: str, text_field: str,
+                build: Callable[[IndexWriter], None]) -> Path:
+    """The index folder of `path`, built by `build(writer)` unless a complete one exists."""
+    final = index_folder(root, path, kind, text_field)
+    if (final / "meta.json").is_file():
+        return final
+    with open(f"{final}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait
+        try:
+            if (final / "meta.json").is_file():
+                return final
+            tmp = Path(f"{final}.tmp{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            try:
+                writer = IndexWriter(tmp)
+                build(writer)
+                writer.finish()
+                os.replace(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return final
+
+
+class DocIndex:
+    """A built index: `meta` in memory, the rows memory-mapped on demand (LRU-bounded)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.meta = json.loads((folder / "meta.json").read_text())
+        self.docs = int(self.meta["docs"])
+        self.bytes = int(self.meta["bytes"])
+
+    @property
+    def rows(self) -> np.ndarray:
+        return _open_rows.get(self)
+
+
+class LayoutEnds:
+    """End (exclusive) of document k in the id layout, where each document takes `per_doc`
+    ids besides its bytes: a sorted sequence for `bisect`, never materialised."""
+
+    def __init__(self, rows: np.ndarray, per_doc: int):
+        self.rows = rows
+        self.per_doc = per_doc
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, k: int) -> int:
+        return int(self.rows[k, 0]) + int(self.rows[k, 1]) + (k + 1) * self.per_doc
+
+
+class _OpenRows:
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.maps: OrderedDict[Path, np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, index: DocIndex) -> np.ndarray:
+        with self.lock:
+            rows = self.maps.get(index.folder)
+            if rows is not None:
+                self.maps.move_to_end(index.folder)
+                return rows
+            if index.docs == 0:
+                rows = np.zeros((0, COLUMNS), dtype=np.int64)
+            else:
+                try:
+                    rows = np.memmap(index.folder / "docs.bin", dtype=np.int64, mode="r", shape=(index.docs, COLUMNS))
+                except (OSError, ValueError) as exc:
+                    raise DataError(f"document index {index.folder} is damaged ({exc}); delete it and run again") from None
+            self.maps[index.folder] = rows
+            while len(self.maps) > self.limit:
+                self.maps.popitem(last=False)
+            return rows
+
+
+_open_rows = _OpenRows(MAX_OPEN_INDEXES)
