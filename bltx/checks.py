@@ -45,3 +45,11 @@ def check_sampling(temperature: float, top_k: int, top_p: float, prefix: str = "
             f"{prefix}temperature", temperature, f"must be 0 (greedy) or a finite number >= {MIN_TEMPERATURE}")
     at_least(f"{prefix}top_k", top_k, 0, " (0: no top-k cut)")
     require(finite(top_p) and 0.0 < top_p <= 1.0, f"{prefix}top_p", top_p, "must be in (0, 1] (1: no nucleus cut)")
+
+
+def registered(kind: str, name: str, key: str) -> None:
+    """One-line error unless `name` is a registered component of `kind` (lists the names;
+    plugins listed in job.plugins are imported before the recipe is checked)."""
+    from bltx.registry import get_registry
+
+    get_registry(kind).get(name, where=key)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bltx.checks import at_least, between, check_sampling, positive, require
+from bltx.checks import at_least, between, check_sampling, positive, registered, require
 from bltx.schema import component
 
 # What job.device may name ("cuda:N" also, for any N).
@@ -97,7 +97,9 @@ class DataConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: Literal["adamw"] = "adamw"
+    # A registered optimizer (`@register("optimizer", NAME)`: fn(model, cfg, device)); a
+    # plugin adds its own. Its hyperparameters are the fields below.
+    type: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.1
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
@@ -105,6 +107,7 @@ class OptimizerConfig:
     fused: bool = True  # used only where the device supports it
 
     def __post_init__(self):
+        registered("optimizer", self.type, "optimizer.type")
         positive("optimizer.lr", self.lr)
         at_least("optimizer.weight_decay", self.weight_decay, 0.0)
         require(len(self.betas) == 2, "optimizer.betas", self.betas, "must be two numbers, e.g. [0.9, 0.95]")
@@ -115,13 +118,16 @@ class OptimizerConfig:
 
 @dataclass
 class LRSchedulerConfig:
-    name: Literal["cosine", "wsd", "constant"] = "cosine"
+    # A registered schedule (`@register("lr_scheduler", NAME)`: fn(cfg, total_steps) ->
+    # factor(step)); built-ins: cosine, wsd, constant.
+    type: str = "cosine"
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
     # Warmup-stable-decay: fraction of steps spent in the final decay.
     decay_fraction: float = 0.2
 
     def __post_init__(self):
+        registered("lr_scheduler", self.type, "lr_scheduler.type")
         at_least("lr_scheduler.warmup_steps", self.warmup_steps, 0)
         between("lr_scheduler.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0, note=" (a fraction of optimizer.lr)")
         between("lr_scheduler.decay_fraction", self.decay_fraction, 0.0, 1.0, note=" (a fraction of training.steps)")

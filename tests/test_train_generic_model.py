@@ -73,7 +73,7 @@ def write_recipe(folder: Path, model: dict | None = None, **sections) -> Path:
         "data": {"paths": [str(CORPUS)], "seq_len": 64, "batch_size": 4, "validation_fraction": 0.05},
         "model": model or TINY_ENTROPY_LM,
         "optimizer": {"lr": 3e-3},
-        "lr_scheduler": {"name": "cosine", "warmup_steps": 2},
+        "lr_scheduler": {"type": "cosine", "warmup_steps": 2},
         "training": {"steps": 6},
         "checkpoint": {"interval": 3, "keep_latest": 2},
         "metrics": {"log_interval": 1, "tensorboard": False, "progress_bar": False},

@@ -43,7 +43,7 @@ def test_bf16_autocast_grad_accum_and_wsd_schedule_run(tmp_path):
     path = write_recipe(
         tmp_path,
         training={"steps": 4, "dtype": "bfloat16", "grad_accum": 2, "max_norm": 0.5},
-        lr_scheduler={"name": "wsd", "warmup_steps": 1, "decay_fraction": 0.5, "min_lr_ratio": 0.0},
+        lr_scheduler={"type": "wsd", "warmup_steps": 1, "decay_fraction": 0.5, "min_lr_ratio": 0.0},
         checkpoint={"enable": False},
     )
     trainer = Trainer(load_recipe(path))

@@ -11,7 +11,7 @@ from bltx.train.schedule import lr_factor_fn
 
 
 def factors(name, total, **kw):
-    f = lr_factor_fn(LRSchedulerConfig(name=name, **kw), total)
+    f = lr_factor_fn(LRSchedulerConfig(type=name, **kw), total)
     return [f(s) for s in range(total)]
 
 

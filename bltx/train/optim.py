@@ -63,4 +63,4 @@ def build_adamw(model: nn.Module, cfg: OptimizerConfig, device: torch.device) ->
 
 
 def build_optimizer(model: nn.Module, cfg: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
-    return get_registry("optimizer").get(cfg.name, where="optimizer.name")(model, cfg, device)
+    return get_registry("optimizer").get(cfg.type, where="optimizer.type")(model, cfg, device)

@@ -70,7 +70,7 @@ def warmup_stable_decay(cfg: LRSchedulerConfig, total: int) -> Callable[[int], f
 
 
 def lr_factor_fn(cfg: LRSchedulerConfig, total_steps: int) -> Callable[[int], float]:
-    return get_registry("lr_scheduler").get(cfg.name, where="lr_scheduler.name")(cfg, total_steps)
+    return get_registry("lr_scheduler").get(cfg.type, where="lr_scheduler.type")(cfg, total_steps)
 
 
 def build_scheduler(
