@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	# dependency pulls a newer CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	# torch pinned again so no extra's dependency can swap it for another build.
-	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,research,titan]'
+	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,research,titan,data,eval]'
 	touch $@
 
 setup: $(BIN)/.installed

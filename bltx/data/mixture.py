@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -124,7 +123,3 @@ def build_sampler(sizes: list[int], weights: list[float], names: list[str], batc
     if len(sizes) == 1:
         return ResumableSampler(sizes[0], batch_size, seed, rank, world, shuffle_buffer)
     return MixtureSampler(sizes, weights, names, batch_size, seed, rank, world, shuffle_buffer)
-
-
-def display_path(patterns: list[str], base: Path | None) -> str:
-    return ", ".join(patterns)
