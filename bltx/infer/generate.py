@@ -2,9 +2,10 @@
 
     outs = generate(model, ["Once upon", "To be"], max_new_bytes=200, temperature=0.0)
 
-The cached path (`infer/cached.py`) and full recomputation (`infer/recompute.py`) give the same
-greedy output; recomputation is used when the model has no cached step (a patcher that peeks
-at the byte it patches, or a plugin encoder/latent/decoder), with a one-time notice.
+The cached path (`infer/cached.py`: prefill, then one byte per row through each component's
+cache protocol, bltx/model/cache.py) and full recomputation (`infer/recompute.py`) give the
+same greedy output; recomputation is used when a component lacks the protocol (or the patcher
+peeks at the byte it patches), with one notice naming the component.
 """
 
 from __future__ import annotations
