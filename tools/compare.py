@@ -75,6 +75,12 @@ def run_one(recipe_path: str, flops_budget: float, overrides: list[str], out: Pa
     model = bltx.build_model(probe)
     train_probe = data.train_batches(probe.data.batch_size, probe.job.seed)
     L_train = measure_mean_patch_length(model, [next(train_probe) for _ in range(4)])
+    # Learned chunking: an untrained router's chunk count says nothing about training; the
+    # ratio loss holds chunks near the target, so the budget is planned at the target and
+    # the realised length is accounted after the run (below).
+    target = getattr(model, "target_chunk_length", None)
+    if target is not None:
+        L_train = float(target)
     seq_len = probe.data.seq_len
     train_fpb = total_flops_per_byte(model, L_train, seq_len, training=True)
     bytes_per_step = probe.data.batch_size * seq_len * probe.training.grad_accum
@@ -115,9 +121,15 @@ def run_one(recipe_path: str, flops_budget: float, overrides: list[str], out: Pa
     result = evaluate_bpb(trainer.model, val, trainer.device, recipe.training.dtype)
     L_val = result.mean_patch_length if result.patches else 1.0
     infer_fpb = total_flops_per_byte(trainer.model, L_val, seq_len, training=False)
+    rows = [json.loads(line) for line in (dump / "metrics.jsonl").read_text().splitlines()]
+    if target is not None:
+        # Training FLOPs at the chunk length the run actually had (mean over its log windows).
+        seen = [r["mean_patch_length"] for r in rows if r.get("split") == "train" and r.get("mean_patch_length")]
+        if seen:
+            L_train = sum(seen) / len(seen)
+            train_fpb = total_flops_per_byte(trainer.model, L_train, seq_len, training=True)
     curve = []
-    for line in (dump / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
+    for row in rows:
         if row.get("split") == "val" and "val_bpb" in row:
             curve.append([row["step"] * bytes_per_step * train_fpb, row["val_bpb"]])
     return {
@@ -129,6 +141,7 @@ def run_one(recipe_path: str, flops_budget: float, overrides: list[str], out: Pa
         "train_bytes": steps * bytes_per_step,
         "train_flops": steps * bytes_per_step * train_fpb,
         "train_flops_per_byte": train_fpb,
+        "train_mean_patch_length": L_train,
         "inference_flops_per_byte": infer_fpb,
         "mean_patch_length": L_val,
         "val_bpb": result.bpb,

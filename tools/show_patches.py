@@ -76,6 +76,10 @@ def analyse(model, text: str) -> dict:
         source = "model next-byte entropy"
     patch = getattr(model, "patch", None)
     starts = patch(ids) if patch is not None else torch.ones_like(ids, dtype=torch.bool)
+    # Learned chunking (bltx/model/learned_blt.py): also the router's boundary probability
+    # p_t, drawn against its 0.5 decision line.
+    probs = getattr(model, "boundary_probabilities", None)
+    p = probs(ids)[0, 1: ids.shape[1]].float().tolist() if probs is not None else None
     # Byte t (position t >= 1 after BOS): H(x_t) was computed at position t-1.
     return {
         "bytes": list(text.encode("utf-8")),
@@ -83,6 +87,7 @@ def analyse(model, text: str) -> dict:
         "entropy": ent[0, : ids.shape[1] - 1].float().tolist(),
         "threshold": getattr(patcher, "threshold", None),
         "source": source,
+        "p": p,
     }
 
 
@@ -116,6 +121,13 @@ def draw(info: dict, out: Path, title: str = "") -> None:
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_xlim(-0.7, n - 0.3)
     ax.set_ylabel("entropy (nats)")
+    if info.get("p") is not None:
+        ax2 = ax.twinx()
+        ax2.plot(xs, info["p"], color="tab:green", marker=".", markersize=3, linewidth=1, label="p_t (router)")
+        ax2.axhline(0.5, color="tab:green", linestyle=":", linewidth=1)
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel("boundary probability p_t")
+        ax2.legend(fontsize=7, loc="upper left")
     ax.set_title(title or f"{sum(info['starts'])} patches, {n} bytes (gray lines: patch starts)", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
