@@ -123,6 +123,23 @@ def test_precomputed_entropies_stay_aligned_with_each_sources_windows(corpora, t
             np.testing.assert_array_equal(row.numpy(), positions[start : start + cfg.seq_len])
 
 
+def test_precompute_entropies_task_covers_every_source(corpora, tmp_path):
+    from bltx.data.loader import build_data_for_recipe
+    from bltx.registry import get_registry
+    from conftest import ROOT
+
+    small = [write_corpus(tmp_path / "a", paragraphs(0, 25), "jsonl.zst"),
+             write_corpus(tmp_path / "b", paragraphs(25, 50), "arrow_stream", chunk=8)]
+    sources = f'data.sources=[{{path="{small[0]}", weight=0.5}}, {{path="{small[1]}", weight=0.5}}]'
+    recipe = load_recipe(ROOT / "recipes" / "tiny_precomputed.toml", [
+        sources, f"data.cache_dir={corpora['cache']}", f"data.entropies_path={tmp_path / 'ent.npy'}",
+        "data.seq_len=64", "metrics.progress_bar=false"])
+    assert get_registry("task").get("precompute_entropies")(recipe) == 0
+    data = build_data_for_recipe(recipe)  # the stored entropies fit the mixture's stream
+    batch = next(data.train_batches(4, seed=0))
+    assert batch["entropies"].shape == (4, 64) and bool(batch["entropies"].isfinite().all())
+
+
 def test_trainer_mixture_logs_per_source_bpb_and_resumes_bitwise(corpora, tmp_path):
     sources = [{"path": str(corpora["web"]), "weight": 0.7, "name": "web"},
                {"path": str(corpora["books"]), "weight": 0.3, "name": "books", "text_field": "content"}]

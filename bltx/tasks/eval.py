@@ -30,7 +30,7 @@ from bltx.train.trained import checkpoint_for_eval, load_trained_model
 def eval_batches(recipe: Recipe):
     cfg = recipe.data
     if recipe.eval.path:
-        data_cfg = dataclasses.replace(cfg, paths=[recipe.eval.path], validation_fraction=0.0)
+        data_cfg = dataclasses.replace(cfg, paths=[recipe.eval.path], sources=[], validation_fraction=0.0)
         base = Path(recipe.source).parent if recipe.source else None
         windows = build_data(data_cfg, base).train
     else:
