@@ -160,6 +160,9 @@ class ParallelismConfig:
     # hash n-gram tables) keep their rows sharded and exchange ids instead of being
     # gathered whole for every lookup (bltx/parallel/row_sharded.py).
     row_shard_embeddings: bool = True
+    # With tp > 1: shard the activations between tensor-parallel blocks on the sequence
+    # (for BLT: patch) axis, torchtitan's sequence parallel.
+    sequence_parallel: bool = False
 
 
 @dataclass

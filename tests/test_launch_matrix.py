@@ -104,6 +104,7 @@ def assert_matches(rows: list[dict], reference: list[dict], tol: float) -> None:
 MATRIX = [
     ("ddp", 2, ["parallelism.dp_replicate=2", "parallelism.dp_shard=1", "data.batch_size=4"], FP32),
     ("tp", 2, ["parallelism.dp_shard=1", "parallelism.tp=2"], FP32),
+    ("tp_sequence_parallel", 2, ["parallelism.dp_shard=1", "parallelism.tp=2", "parallelism.sequence_parallel=true"], FP32),
     ("fsdp_compile_ac_full", 2, ["parallelism.dp_shard=2", "data.batch_size=4", "compile.enable=true",
                                  "activation_checkpoint.mode=\"full\""], COMPILED),
     ("tp_ac_selective_compile", 2, ["parallelism.dp_shard=1", "parallelism.tp=2", "compile.enable=true",

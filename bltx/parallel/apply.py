@@ -13,6 +13,7 @@ outside the compiled graphs. Every step is optional and driven by the recipe.
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -84,6 +85,11 @@ def parallelize(model: nn.Module, recipe, world, plan: ParallelPlan | None = Non
     if recipe.float8.enable:
         summary.float8 = apply_float8(model, recipe.float8.recipe, plan.float8_skip, plan.float8_min_dim)
     if degrees.tp > 1:
+        if recipe.parallelism.sequence_parallel:
+            if plan.tp_root is None:
+                raise ConfigError(f"parallelism.sequence_parallel: {type(model).__name__}'s parallel plan has no "
+                                  f"sequence-parallel boundaries (tp_root); set it to false")
+            plan = dataclasses.replace(plan, sequence_parallel=True)
         apply_tp(model, plan, world.tp_mesh,
                  float8_tensorwise=recipe.float8.enable and recipe.float8.recipe == "tensorwise")
         summary.tp_blocks = list(plan.tp_blocks)

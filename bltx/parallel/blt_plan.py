@@ -7,9 +7,12 @@ gathered only around its forward. The frozen entropy model in the patcher is not
 at all: it is replicated on every rank, since the trainer calls it outside the forward.
 Tensor parallel: the latent backbone's Llama-style blocks only. The local layers are
 narrow (the byte stream is long but thin), where splitting heads costs more in
-collectives than it saves; the latent blocks hold most FLOPs and parameters. The latent
-input comes from the encoder's cross-attention, so blocks exchange replicated activations
-(no sequence parallel): SP would only save norm activations of the short patch axis.
+collectives than it saves; the latent blocks hold most FLOPs and parameters. By default
+the latent blocks exchange replicated activations; with `parallelism.sequence_parallel`
+the residual stream between latent blocks is sharded on the patch axis (norms run on the
+shard, one reduce-scatter + all-gather per sub-layer instead of an all-reduce):
+`_latent_sequence_root` shards the latent's input and gathers its output, so the encoder
+and decoder around it see plain replicated tensors.
 Float8: every big enough linear except the byte head and the patcher's entropy model.
 """
 
@@ -51,7 +54,48 @@ def blt_plan(model) -> ParallelPlan:
         row_sharded=["byte_embedder.hash_table"] if getattr(model.byte_embedder, "hash_table", None) is not None else [],
         float8_skip=["decoder.output", "patcher"],
         static_shapes=_static_patch_axis,
+        tp_root=_latent_sequence_root,
     )
+
+
+def _latent_sequence_root(model, tp_mesh, float8_tensorwise: bool) -> None:
+    """Sequence-parallel boundaries of the latent (used only when the plan runs SP).
+
+    The latent computes its rope and causal mask from the length of its input, so the
+    input stays whole there: it is padded at the end to a multiple of the TP degree (later
+    positions never reach earlier ones in a causal stack), the first block's input is cut
+    to this rank's equal slice of the patch axis (the residual stream between blocks is
+    the local slice, as in torchtitan), the last block's output is gathered, and the
+    padding is dropped on the way out."""
+    import torch.nn.functional as F
+    from torch.distributed.tensor import DTensor, Replicate, Shard
+
+    latent = model.latent
+    layers = list(latent.layers.values())
+    tp = tp_mesh.size()
+    state = {}
+
+    def pad(module, args):
+        x = args[0]
+        state["P"] = x.shape[1]
+        extra = -x.shape[1] % tp
+        return (F.pad(x, (0, 0, 0, extra)) if extra else x, *args[1:])
+
+    def unpad(module, args, out):
+        return out[:, : state["P"]]
+
+    def shard_input(module, args):
+        x = DTensor.from_local(args[0], tp_mesh, (Replicate(),), run_check=False)
+        return (x.redistribute(tp_mesh, (Shard(1),)).to_local(), *args[1:])
+
+    def gather_output(module, args, out):
+        return DTensor.from_local(out, tp_mesh, (Shard(1),), run_check=False).redistribute(
+            tp_mesh, (Replicate(),)).to_local()
+
+    latent.register_forward_pre_hook(pad)
+    latent.register_forward_hook(unpad)
+    layers[0].register_forward_pre_hook(shard_input)
+    layers[-1].register_forward_hook(gather_output)
 
 
 def _static_patch_axis(model) -> None:

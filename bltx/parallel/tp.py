@@ -127,5 +127,5 @@ def apply_tp(model: nn.Module, plan, tp_mesh, *, float8_tensorwise: bool = False
             sequence_parallel=plan.sequence_parallel,
             float8_tensorwise=float8_tensorwise, where=fqn,
         )
-    if plan.tp_root is not None:
+    if plan.sequence_parallel and plan.tp_root is not None:
         plan.tp_root(model, tp_mesh, float8_tensorwise)
