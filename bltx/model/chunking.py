@@ -131,7 +131,11 @@ class CosineRouter(nn.Module):
                 {"boundary_rate": rate.detach(), "boundary_prob": prob.detach()})
 
     def init_weights(self) -> None:
-        init_linear(self.up)
+        # Zero: the decoder starts from the encoder's byte states alone (plus its own
+        # cross-attention to the chunk), as in BLT; random chunk vectors added to every byte
+        # held a tiny model at the unigram loss for ~80 steps. `up` gets gradients at once
+        # (dL/du times z), and the STE's gradient into the router grows with it.
+        nn.init.zeros_(self.up.weight)
         if self.cfg.identity_init:
             with torch.no_grad():
                 self.wq.weight.copy_(torch.eye(self.dim, device=self.wq.weight.device))
