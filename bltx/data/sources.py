@@ -131,7 +131,8 @@ def open_sources(patterns: list[str] | tuple[str, ...], base: Path | None = None
             doc = opener(path)
             if len(doc) == 0:
                 if explicit:
-                    raise DataError(f"data file {path} is empty; remove it from data.paths")
+                    what = " (no document in it has text)" if hasattr(doc, "index") else ""
+                    raise DataError(f"data file {path} is empty{what}; remove it from data.paths")
                 continue
             opened.append(doc)
     if not opened:
