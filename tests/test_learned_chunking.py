@@ -164,3 +164,15 @@ def test_training_moves_chunk_length_to_target_and_checkpoint_round_trips(tmp_pa
     with torch.no_grad():
         assert torch.equal(loaded(ids), trainer.model(ids))
         assert torch.equal(loaded.patch(ids), trainer.model.patch(ids))
+
+
+def test_forward_traces_as_one_graph_and_leaves_its_extras():
+    # fullgraph=True fails on any graph break (.item(), data-dependent branching); the
+    # "eager" backend checks the trace without paying for code generation on CPU.
+    model = tiny()
+    model.static_patch_axis = True
+    ids = torch.randint(4, 260, (2, 40))
+    ref = model(ids)
+    out = torch.compile(model, fullgraph=True, backend="eager")(ids)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    assert set(model.aux_losses) == {"ratio_loss"} and "boundary_rate" in model.step_stats
