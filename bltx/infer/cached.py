@@ -16,6 +16,9 @@ closing patch, known to the caller) bounds what its cross-attention reads.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 
 from bltx.model.cache import row_gather
@@ -43,10 +46,25 @@ def cached_support(model) -> str | None:
     return None
 
 
+_COMPILED: dict = {}
+
+
+def compiled_step(fn, device: torch.device):
+    """`fn` under torch.compile, built once per function and device type (dynamo's graph
+    cache is per code object, so later sessions reuse the graphs). CUDA: CUDA graphs
+    ("reduce-overhead"); elsewhere inductor's fused kernels. Static shapes: a new shape is a
+    new graph, never a dynamic one."""
+    key = (fn, device.type)
+    if key not in _COMPILED:
+        mode = "reduce-overhead" if device.type == "cuda" else None
+        _COMPILED[key] = torch.compile(fn, mode=mode, dynamic=False)
+    return _COMPILED[key]
+
+
 class CachedBLT:
     """Every cache of one batch of rows; rows sit at their own byte positions."""
 
-    def __init__(self, model, batch: int, capacity: int):
+    def __init__(self, model, batch: int, capacity: int, compiled: bool = False):
         reason = cached_support(model)
         if reason is not None:
             raise ValueError(f"cached generation unavailable: {reason}")
@@ -57,6 +75,15 @@ class CachedBLT:
         self.patching = model.patcher.init_state(batch, capacity, self.device)
         self.h = None  # the fed byte's encoder state, read by decode
         self.closing_start = None  # start of the patch each row's fed byte belongs to
+        self.closed = None  # complete patches per row after prefill (read once by host_state)
+        # Latents whose step takes `bound` attend over the patches so far, not the capacity.
+        self.bounded_latent = "bound" in inspect.signature(model.latent.step).parameters
+        if compiled:
+            # The per-byte steps have fixed shapes and update caches in place, so one graph
+            # each serves every byte; close's span and bound are powers of two (few graphs).
+            for name in ("feed", "decode", "_encode_patch", "_advance_latent"):
+                fn = compiled_step(getattr(CachedBLT, name), self.device)
+                setattr(self, name, functools.partial(fn, self))
 
     @torch.no_grad()
     def prefill(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -73,6 +100,7 @@ class CachedBLT:
         h, patches = m.encoder.prefill(h, patch_ids, P, lengths, c["encoder"])
         latent = m.latent.prefill(patches, closed, c["latent"])
         logits = m.decoder.prefill(h, latent, dec_patch_ids, lengths, c["decoder"])
+        self.closed = closed
         newest = (closed - 1).clamp(min=0)
         m.decoder.set_patch(row_gather(latent, newest), closed > 0, c["decoder"])
         return row_gather(logits, lengths - 1)[:, 0]
@@ -89,12 +117,23 @@ class CachedBLT:
         return opens
 
     @torch.no_grad()
-    def close(self, opens: torch.Tensor, span: int) -> None:
+    def close(self, opens: torch.Tensor, span: int, bound: int | None = None) -> None:
         """Rows with `opens` closed a patch at the fed byte: encode it (reading `span` byte
-        states), step the latent, and let the decoder read the new latent state."""
+        states), step the latent (reading `bound` > every row's patch count, when the latent
+        takes it), and let the decoder read the new latent state."""
+        # Two parts, so a compiled close makes one graph per span and one per bound, not one
+        # per pair (dynamo keeps a few graphs per function).
+        self._advance_latent(opens, self._encode_patch(span), bound)
+
+    @torch.no_grad()
+    def _encode_patch(self, span: int) -> torch.Tensor:
+        return self.model.encoder.close(self.caches["encoder"], self.closing_start, span)
+
+    @torch.no_grad()
+    def _advance_latent(self, opens: torch.Tensor, patch: torch.Tensor, bound: int | None) -> None:
         m, c = self.model, self.caches
-        patch = m.encoder.close(c["encoder"], self.closing_start, span)
-        y = m.latent.step(patch, c["latent"], opens)
+        extra = {"bound": bound} if self.bounded_latent and bound is not None else {}
+        y = m.latent.step(patch, c["latent"], opens, **extra)
         m.decoder.set_patch(y, opens, c["decoder"])
 
     @torch.no_grad()
@@ -104,3 +143,9 @@ class CachedBLT:
     def open_lengths(self) -> list[int]:
         """Bytes in each row's open patch (host ints; one sync, after prefill)."""
         return (self.patching.pos - self.patching.last_start).tolist()
+
+    def host_state(self) -> tuple[list[int], list[int]]:
+        """After prefill, in one sync: bytes in each row's open patch, complete patches per row
+        (the host then tracks both from the per-byte patch flags)."""
+        runs, counts = torch.stack([self.patching.pos - self.patching.last_start, self.closed]).tolist()
+        return runs, counts

@@ -50,10 +50,13 @@ def generate(
     add_bos: bool = True,
     seed: int | None = None,
     on_byte: Callable[[int, int], None] | None = None,
+    compile: bool | str = "auto",
 ) -> list[torch.Tensor]:
     """Generate after each prompt; returns the new ids per prompt (stop bytes included).
 
-    `on_byte(row, id)` streams each generated id as soon as it is chosen."""
+    `on_byte(row, id)` streams each generated id as soon as it is chosen. `compile`: run the
+    cached decode steps under torch.compile (True / False / "auto": on CUDA only, where it
+    wins; see `use_compile`)."""
     sampling = sampling or SamplingConfig()
     was_training = model.training
     model.eval()
@@ -67,7 +70,8 @@ def generate(
             if use_cache:
                 _notice_once(f"generating by full recomputation: {reason}")
             return generate_recompute(model, ids, max_new_bytes, sampling, checker, generator, on_byte)
-        return _generate_cached(model, ids, max_new_bytes, sampling, checker, generator, on_byte)
+        compiled = use_compile(compile, device)
+        return _generate_cached(model, ids, max_new_bytes, sampling, checker, generator, on_byte, compiled)
     finally:
         model.train(was_training)
 
@@ -78,7 +82,20 @@ def span_bucket(length: int, capacity: int) -> int:
     return min(max(4, 1 << (length - 1).bit_length()), capacity)
 
 
-def _generate_cached(model, prompts, max_new_bytes, sampling, stop, generator, on_byte):
+def use_compile(flag: bool | str, device: torch.device) -> bool:
+    """"auto" compiles on CUDA only: on the 2-core CPU of the README's table the compiled
+    steps run 2.5x faster per byte but compiling them takes about 3 minutes, more than a
+    generation of a few thousand bytes saves (tools/bench_generate.py)."""
+    if flag == "auto":
+        return device.type == "cuda"
+    if isinstance(flag, str):
+        if flag not in ("on", "off"):
+            raise ValueError(f"compile must be true, false, \"on\", \"off\" or \"auto\", got {flag!r}")
+        return flag == "on"
+    return bool(flag)
+
+
+def _generate_cached(model, prompts, max_new_bytes, sampling, stop, generator, on_byte, compiled=False):
     """Prefill all prompts at once (right-padded), then one byte per row per step. The host
     learns each new byte and whether the byte after it opens a patch in one transfer; patch
     lengths are tracked on the host from those flags, so closing needs no extra sync."""
@@ -89,9 +106,9 @@ def _generate_cached(model, prompts, max_new_bytes, sampling, stop, generator, o
     ids = torch.full((batch, max(len(p) for p in prompts)), PAD_ID, dtype=torch.long, device=device)
     for row, p in enumerate(prompts):
         ids[row, : len(p)] = p.to(device)
-    session = CachedBLT(model, batch, capacity)
+    session = CachedBLT(model, batch, capacity, compiled)
     logits = session.prefill(ids, lengths)
-    run = session.open_lengths()
+    run, patches = session.host_state()
     outputs: list[list[int]] = [[] for _ in range(batch)]
     for step in range(max_new_bytes):
         nxt = sample_next(logits, sampling, generator)
@@ -109,7 +126,12 @@ def _generate_cached(model, prompts, max_new_bytes, sampling, stop, generator, o
         run = [r + 1 for r in run]
         closing = [row for row in range(batch) if flags[row]]
         if closing:
-            session.close(opens, span_bucket(max(run[row] for row in closing), capacity))
+            for row in closing:
+                patches[row] += 1
+            # The latent reads the patches so far (a power of two above the most, so a
+            # compiled close sees few shapes), not its whole capacity.
+            bound = span_bucket(max(max(patches) + 1, 16), capacity)
+            session.close(opens, span_bucket(max(run[row] for row in closing), capacity), bound)
             for row in closing:
                 run[row] = 0
         logits = session.decode()

@@ -203,8 +203,9 @@ class SelfAttention(nn.Module):
         cos, sin = info.rope
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         kv.write(info.slot, k, v)
+        n = info.mask.shape[-1]  # a bounded step reads only the slots its mask covers
         out = F.scaled_dot_product_attention(
-            q, kv.k, kv.v, attn_mask=info.mask, enable_gqa=self.n_heads != self.n_kv_heads
+            q, kv.k[:, :, :n], kv.v[:, :, :n], attn_mask=info.mask, enable_gqa=self.n_heads != self.n_kv_heads
         )
         return self.wo(out.transpose(1, 2).reshape(B, 1, -1))
 

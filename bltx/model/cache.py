@@ -64,7 +64,7 @@ class StepInfo:
 
     rope: tuple[torch.Tensor, torch.Tensor] | None  # cos, sin [B, 1, 1, head_dim]
     slot: torch.Tensor  # [B] long
-    mask: torch.Tensor  # [B, 1, 1, S] bool
+    mask: torch.Tensor  # [B, 1, 1, S] bool (S = keys read: the whole ring, or `prepare`'s bound)
 
 
 class KVCache:
@@ -105,11 +105,14 @@ class StackCache:
         self.cos, self.sin = rope_cos_sin(capacity, dims.head_dim, dims.rope_theta, like.device)
         self.slots = torch.arange(self.size, device=like.device)
 
-    def prepare(self) -> StepInfo:
+    def prepare(self, bound: int | None = None) -> StepInfo:
+        """`bound` (unwindowed caches only): the host knows no row is past position bound - 1,
+        so attention reads the first `bound` slots, not the whole capacity."""
         pos = self.pos
         rope = (self.cos[pos][:, None, None], self.sin[pos][:, None, None])
+        slots = self.slots if bound is None else self.slots[:bound]
         # Before the ring wraps, slots above the position are empty; after, all are in window.
-        mask = (self.slots[None, :] <= pos[:, None])[:, None, None, :]
+        mask = (slots[None, :] <= pos[:, None])[:, None, None, :]
         return StepInfo(rope, torch.remainder(pos, self.size), mask)
 
     def advance(self, active: torch.Tensor | None = None) -> None:

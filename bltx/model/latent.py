@@ -58,10 +58,11 @@ class LatentTransformer(nn.Module):
         """x [B, P, dim] -> [B, P, dim]; row b's cache keeps its first counts[b] patches."""
         return prefill_stack(self.layers, cache, counts, lambda: self(x))
 
-    def step(self, x: torch.Tensor, cache: StackCache, active: torch.Tensor) -> torch.Tensor:
+    def step(self, x: torch.Tensor, cache: StackCache, active: torch.Tensor, bound: int | None = None) -> torch.Tensor:
         """One patch per row, x [B, 1, dim]; only `active` rows advance (the others' writes
-        land past their last patch and are overwritten when they close one)."""
-        x = step_layers(self.layers, x, cache, active)
+        land past their last patch and are overwritten when they close one). `bound` > every
+        row's patch count: attention reads that many slots instead of the whole capacity."""
+        x = step_layers(self.layers, x, cache, active, bound)
         return self.norm(x) if self.norm is not None else x
 
     def init_weights(self) -> None:

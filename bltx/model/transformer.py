@@ -108,10 +108,11 @@ def rope_for(dims: TransformerDims, length: int, device) -> tuple[torch.Tensor, 
     return rope_cos_sin(length, dims.head_dim, dims.rope_theta, device)
 
 
-def step_layers(layers: nn.ModuleDict, x: torch.Tensor, cache, active: torch.Tensor | None = None) -> torch.Tensor:
+def step_layers(layers: nn.ModuleDict, x: torch.Tensor, cache, active: torch.Tensor | None = None,
+                bound: int | None = None) -> torch.Tensor:
     """x [B, 1, dim] through every block of `layers` with their StackCache; rows advance
-    (all, or those `active`)."""
-    info = cache.prepare()
+    (all, or those `active`); `bound`: keys read per row (StackCache.prepare)."""
+    info = cache.prepare(bound)
     for i, layer in enumerate(layers.values()):
         x = layer.step(x, cache.layers[i], info)
     cache.advance(active)

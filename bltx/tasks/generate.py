@@ -45,7 +45,7 @@ def generate_task(recipe: Recipe) -> int:
     start = time.perf_counter()
     generated = generate(
         model, [cfg.prompt], cfg.max_bytes, sampling=sampling, stop=cfg.stop,
-        seed=recipe.job.seed, on_byte=on_byte,
+        seed=recipe.job.seed, on_byte=on_byte, compile=cfg.compile,
     )[0]
     out.write(decoder.decode(b"", final=True) + "\n")
     seconds = time.perf_counter() - start
