@@ -43,7 +43,10 @@ class TrainBatches:
             self._ahead = Prefetcher(self.sampler, self.read, self.prefetch)
         pairs = self.sampler.next_pairs()
         batch = self._ahead.next(pairs) if self._ahead is not None else None
-        return batch if batch is not None else self.read(pairs)
+        if batch is None:
+            self.close()  # read here; the next step starts a fresh prefetcher at this position
+            batch = self.read(pairs)
+        return batch
 
     def state_dict(self) -> dict:
         return self.sampler.state_dict()

@@ -5,6 +5,8 @@ it as if it read synchronously, so `state_dict()` is always the position of the 
 actually consumed. A thread runs a copy of the sampler ahead, reading up to `depth` batches
 into a queue (the reads release the GIL: file reads, decompression, Arrow decoding), and
 each batch it hands over carries the windows it holds, checked against the loop's own.
+A thread whose queue stays full for `IDLE_S` (its loop has gone: a finished trainer) ends;
+the next batch asked for then starts a new one from the loop's position.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from __future__ import annotations
 import copy
 import queue
 import threading
+import time
 from typing import Callable
 
 import numpy as np
+
+IDLE_S = 60.0
 
 
 class Prefetcher:
@@ -35,19 +40,27 @@ class Prefetcher:
                 item = (pairs, self.read(pairs), None)
             except BaseException as exc:  # handed to the loop, raised there
                 item = (None, None, exc)
+            since = time.monotonic()
             while not self.stop.is_set():
                 try:
                     self.queue.put(item, timeout=0.1)
                     break
                 except queue.Full:
-                    continue
+                    if time.monotonic() - since > IDLE_S:
+                        return
             if item[2] is not None:
                 return
 
     def next(self, pairs: np.ndarray) -> dict | None:
         """The batch for `pairs` (the loop's own draw); None if the thread read other
-        windows (then the caller reads them itself)."""
-        got, batch, exc = self.queue.get()
+        windows or has ended (then the caller reads them itself and starts a new one)."""
+        while True:
+            try:
+                got, batch, exc = self.queue.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not self.thread.is_alive():
+                    return None
         if exc is not None:
             raise exc
         return batch if np.array_equal(got, pairs) else None
