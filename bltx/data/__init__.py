@@ -1,5 +1,6 @@
-"""Byte data: files and globs (memory-mapped), one EOS-joined id stream, train/validation
-split, fixed-length windows and a resumable, shard-aware sampler."""
+"""Byte data: document sources by file type (raw, JSON lines, Parquet, Arrow) read on demand
+through cached indexes, one EOS-joined id stream, per-source train/validation splits,
+fixed-length windows, weighted mixtures and a resumable, shard-aware, prefetching loader."""
 
 from bltx.data.loader import ByteData, TrainBatches, build_data, build_data_for_recipe, validation_batches
 from bltx.data.sampler import ResumableSampler

@@ -49,6 +49,7 @@ class ConcatWindows(Windows):
         self.seq_len = parts[0].seq_len
         self.name = name
         self.ends = np.cumsum([len(p) for p in parts])
+        self.view = _ConcatView([p.view for p in parts])
 
     def __len__(self) -> int:
         return int(self.ends[-1])
@@ -56,6 +57,27 @@ class ConcatWindows(Windows):
     def window(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         part = int(np.searchsorted(self.ends, index, side="right"))
         return self.parts[part].window(index - (int(self.ends[part - 1]) if part else 0))
+
+
+class _ConcatView:
+    """The parts' stream views one after another (reads may cross from one to the next)."""
+
+    def __init__(self, views: list):
+        self.views = views
+        self.ends = np.cumsum([len(v) for v in views])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1])
+
+    def read(self, offset: int, length: int) -> np.ndarray:
+        out, pos = [], offset
+        while pos < offset + length:
+            k = int(np.searchsorted(self.ends, pos, side="right"))
+            start = int(self.ends[k - 1]) if k else 0
+            take = min(offset + length, int(self.ends[k])) - pos
+            out.append(self.views[k].read(pos - start, take))
+            pos += take
+        return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
 
 def stack_windows(windows: list[tuple[np.ndarray, np.ndarray | None]]) -> dict[str, torch.Tensor]:
