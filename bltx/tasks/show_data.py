@@ -6,7 +6,8 @@ Prints every source (files, format, documents, bytes, windows per split), the fi
 training windows exactly as the model reads them (the first step's batch, from the same
 sampler the trainer uses) as text, with document boundaries marked `<|bos|>` / `<|eos|>` and
 bytes that are not printable escaped (`\\xNN`), and the mixture's realised proportions over
-the run's `training.steps` x `training.grad_accum` batches against the weights.
+the run's `training.steps` x `training.grad_accum` batches (the first 10,000 at most)
+against the weights.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from bltx.sections import Recipe
 MARKS = {BOS_ID: "<|bos|>", EOS_ID: "<|eos|>"}
 # Windows shown: the first step's batch, at most this many.
 MAX_WINDOWS = 8
+# Batches whose source draws are counted for the realised mixture (the run's, up to this).
+MAX_DRAWS = 10_000
 
 
 def _printable(ch: str) -> str:
@@ -84,7 +87,7 @@ def show_data(recipe: Recipe) -> int:
         print(f"\n--- window {int(i)} of source '{data.names[int(s)]}' ---")
         print(render(ids[:-1]))
     sampler = batches.sampler
-    steps = recipe.training.steps * recipe.training.grad_accum
+    steps = min(recipe.training.steps * recipe.training.grad_accum, MAX_DRAWS)
     if isinstance(sampler, MixtureSampler) and steps > 0:
         realised = sampler.realised(steps)
         parts = [f"{n} {r:.3f} (weight {p:.3f})" for n, r, p in zip(data.names, realised, sampler.p)]
