@@ -241,11 +241,15 @@ class GenerateConfig:
     # torch.compile the cached decode steps (CUDA graphs on CUDA). "auto": CUDA only; on the
     # 2-core CPU the steady state is 2.5x faster but compiling takes minutes (README).
     compile: Literal["auto", "on", "off"] = "auto"
+    # Speculative decoding: draft up to k bytes with the entropy patcher's model (0 = off).
+    speculative_k: int = 0
 
     def __post_init__(self):
         require(0 <= self.max_bytes <= MAX_GENERATE_BYTES, "generate.max_bytes", self.max_bytes,
                 f"must be in [0, {MAX_GENERATE_BYTES}]")
         check_sampling(self.temperature, self.top_k, self.top_p, prefix="generate.")
+        require(0 <= self.speculative_k <= 16, "generate.speculative_k", self.speculative_k,
+                "must be in [0, 16] (0: off; 16: the spare slots of windowed caches)")
 
 
 @dataclass

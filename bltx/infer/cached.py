@@ -117,6 +117,24 @@ class CachedBLT:
         return opens
 
     @torch.no_grad()
+    def feed_model(self, ids: torch.Tensor, closing_start: torch.Tensor) -> None:
+        """`feed` for a byte the patcher has already stepped (speculative decoding drafts
+        with the patcher first); closing_start: the row's patch start before that step."""
+        m, c = self.model, self.caches
+        self.closing_start = closing_start
+        h = m.byte_embedder.step(ids[:, None], c["byte_embedder"])
+        self.h = m.encoder.step(h, c["encoder"])
+
+    @torch.no_grad()
+    def extend(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids [B, T], bytes the patcher has stepped, none closing a patch (so all read the
+        current one) -> next-byte logits after each [B, T, 260], in one pass per component."""
+        m, c = self.model, self.caches
+        h = m.byte_embedder.step(ids, c["byte_embedder"])
+        h = m.encoder.step(h, c["encoder"])
+        return m.decoder.step(h, c["decoder"])
+
+    @torch.no_grad()
     def close(self, opens: torch.Tensor, span: int, bound: int | None = None) -> None:
         """Rows with `opens` closed a patch at the fed byte: encode it (reading `span` byte
         states), step the latent (reading `bound` > every row's patch count, when the latent

@@ -19,6 +19,7 @@ from bltx.bytes import BOS_ID, PAD_ID, encode
 from bltx.infer.cached import CachedBLT, cached_support
 from bltx.infer.recompute import generate_recompute
 from bltx.infer.sampling import SamplingConfig, sample_next
+from bltx.infer.speculative import generate_speculative, speculative_support
 from bltx.infer.stopping import StopChecker
 
 _warned: set[str] = set()
@@ -51,12 +52,16 @@ def generate(
     seed: int | None = None,
     on_byte: Callable[[int, int], None] | None = None,
     compile: bool | str = "auto",
+    speculative_k: int = 0,
+    speculative_stats=None,
 ) -> list[torch.Tensor]:
     """Generate after each prompt; returns the new ids per prompt (stop bytes included).
 
     `on_byte(row, id)` streams each generated id as soon as it is chosen. `compile`: run the
     cached decode steps under torch.compile (True / False / "auto": on CUDA only, where it
-    wins; see `use_compile`)."""
+    wins; see `use_compile`). `speculative_k` > 0: one prompt at a time, draft up to k bytes
+    with the entropy patcher's model and verify them in one pass (infer/speculative.py; same
+    greedy bytes); `speculative_stats` (a SpeculativeStats) collects its acceptance."""
     sampling = sampling or SamplingConfig()
     was_training = model.training
     model.eval()
@@ -70,6 +75,13 @@ def generate(
             if use_cache:
                 _notice_once(f"generating by full recomputation: {reason}")
             return generate_recompute(model, ids, max_new_bytes, sampling, checker, generator, on_byte)
+        if speculative_k:
+            why = speculative_support(model)
+            if why is None:
+                return [generate_speculative(model, p, max_new_bytes, sampling, StopChecker(list(stop), 1),
+                                             generator, _row_stream(on_byte, row), speculative_k, speculative_stats)
+                        for row, p in enumerate(ids)]
+            _notice_once(f"plain cached decoding: {why}")
         compiled = use_compile(compile, device)
         return _generate_cached(model, ids, max_new_bytes, sampling, checker, generator, on_byte, compiled)
     finally:
@@ -80,6 +92,10 @@ def span_bucket(length: int, capacity: int) -> int:
     """The cross-attention span for a closing patch of `length` bytes: the next power of two,
     so a compiled close sees few distinct shapes."""
     return min(max(4, 1 << (length - 1).bit_length()), capacity)
+
+
+def _row_stream(on_byte, row: int):
+    return None if on_byte is None else (lambda _, byte: on_byte(row, byte))
 
 
 def use_compile(flag: bool | str, device: torch.device) -> bool:

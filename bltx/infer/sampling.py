@@ -40,7 +40,13 @@ def sample_next(
     logits = mask_special(logits.float(), cfg.allow_eos)
     if cfg.temperature == 0.0:
         return logits.argmax(dim=-1)
-    logits = logits / cfg.temperature
+    return torch.multinomial(sampling_probs(logits, cfg), 1, generator=generator).squeeze(-1)
+
+
+def sampling_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """The distribution sample_next draws from (temperature > 0), logits [B, V] -> [B, V];
+    speculative decoding compares these of the draft and the model."""
+    logits = mask_special(logits.float(), cfg.allow_eos) / cfg.temperature
     if cfg.top_k > 0:
         k = min(cfg.top_k, logits.shape[-1])
         kth = logits.topk(k, dim=-1).values[:, -1:]
@@ -52,5 +58,4 @@ def sample_next(
         drop_sorted = probs.cumsum(dim=-1) - probs >= cfg.top_p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return logits.softmax(dim=-1)

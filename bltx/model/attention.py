@@ -194,12 +194,12 @@ class SelfAttention(nn.Module):
         return apply_rope(k, cos, sin), v
 
     def step(self, x, kv, info) -> torch.Tensor:
-        """One new position per row, x [B, 1, dim]: write its key/value into the KVCache `kv`
-        at info.slot, attend over the cached keys info.mask allows (bltx/model/cache.py)."""
-        B = x.shape[0]
-        q = self.wq(x).view(B, 1, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.wk(x).view(B, 1, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.wv(x).view(B, 1, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        """T new positions per row, x [B, T, dim]: write their keys/values into the KVCache
+        `kv` at info.slot, attend over the cached keys info.mask allows (bltx/model/cache.py)."""
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         cos, sin = info.rope
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         kv.write(info.slot, k, v)
@@ -207,7 +207,7 @@ class SelfAttention(nn.Module):
         out = F.scaled_dot_product_attention(
             q, kv.k[:, :, :n], kv.v[:, :, :n], attn_mask=info.mask, enable_gqa=self.n_heads != self.n_kv_heads
         )
-        return self.wo(out.transpose(1, 2).reshape(B, 1, -1))
+        return self.wo(out.transpose(1, 2).reshape(B, T, -1))
 
     def init_weights(self) -> None:
         for lin in (self.wq, self.wk, self.wv, self.wo):
@@ -254,13 +254,13 @@ class CrossAttention(nn.Module):
         return k, v
 
     def step(self, x, k, v, valid: torch.Tensor) -> torch.Tensor:
-        """x [B, 1, dim] attends to all of k, v [B, H_kv, L, D]; rows with valid False read
+        """x [B, T, dim] attends to all of k, v [B, H_kv, L, D]; rows with valid False read
         nothing (zero attention, as the masked forward gives them)."""
-        B = x.shape[0]
-        q = self.wq(self.q_norm(x)).view(B, 1, self.n_heads, self.head_dim).transpose(1, 2)
+        B, T, _ = x.shape
+        q = self.wq(self.q_norm(x)).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
         out = F.scaled_dot_product_attention(q, k, v, enable_gqa=self.n_heads != self.n_kv_heads)
         out = out * valid.to(out.dtype)[:, None, None, None]
-        return x + self.wo(out.transpose(1, 2).reshape(B, 1, -1))
+        return x + self.wo(out.transpose(1, 2).reshape(B, T, -1))
 
     def init_weights(self) -> None:
         self.q_norm.init_weights()

@@ -38,6 +38,9 @@ from torch import nn
 
 from bltx.model.rope import rope_cos_sin
 
+# Extra ring slots of windowed caches: the most positions one multi-position step may write.
+SPARE = 16
+
 __all__ = ["CachedStep", "KVCache", "StackCache", "StepInfo", "PatchState", "capture_inputs", "prefill_stack", "row_gather"]
 
 
@@ -62,9 +65,9 @@ def row_gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 class StepInfo:
     """What every layer of a stack needs for one step: rotations, write slot, key mask."""
 
-    rope: tuple[torch.Tensor, torch.Tensor] | None  # cos, sin [B, 1, 1, head_dim]
-    slot: torch.Tensor  # [B] long
-    mask: torch.Tensor  # [B, 1, 1, S] bool (S = keys read: the whole ring, or `prepare`'s bound)
+    rope: tuple[torch.Tensor, torch.Tensor] | None  # cos, sin [B, 1, T, head_dim]
+    slot: torch.Tensor  # [B, T] long
+    mask: torch.Tensor  # [B, 1, T, S] bool (S = keys read: the whole ring, or `prepare`'s bound)
 
 
 class KVCache:
@@ -76,10 +79,10 @@ class KVCache:
         self.size = size
 
     def write(self, slot: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-        """k, v [B, H, 1, D] into slot[b] of each row b."""
-        rows = torch.arange(k.shape[0], device=k.device)
-        self.k[rows, :, slot] = k[:, :, 0]
-        self.v[rows, :, slot] = v[:, :, 0]
+        """k, v [B, H, T, D] into slots slot[b, t] of each row b."""
+        rows = torch.arange(k.shape[0], device=k.device)[:, None]
+        self.k[rows, :, slot] = k.transpose(1, 2)
+        self.v[rows, :, slot] = v.transpose(1, 2)
 
     def fill(self, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor) -> None:
         """Prefill: keep, per row, the last S positions before lengths[b] of k, v [B,H,T,D]."""
@@ -98,25 +101,35 @@ class StackCache:
     """The caches of a stack of attention layers, the rows' positions and the RoPE table."""
 
     def __init__(self, n_layers: int, dims, batch: int, capacity: int, window: int | None, like: torch.Tensor):
-        self.size = capacity if window is None else min(window, capacity)
+        # A windowed ring keeps SPARE slots beyond the window: a multi-position step (and its
+        # rollback, for speculative decoding) writes up to SPARE keys that the earlier of its
+        # queries must not lose.
+        self.window = window
+        self.size = capacity if window is None else min(window + SPARE, capacity)
         self.layers = [KVCache(batch, dims.kv_heads, dims.head_dim, self.size, like) for _ in range(n_layers)]
         self.pos = torch.zeros(batch, dtype=torch.long, device=like.device)
         # The table a full forward over `capacity` positions builds: bit-identical rotations.
         self.cos, self.sin = rope_cos_sin(capacity, dims.head_dim, dims.rope_theta, like.device)
         self.slots = torch.arange(self.size, device=like.device)
 
-    def prepare(self, bound: int | None = None) -> StepInfo:
-        """`bound` (unwindowed caches only): the host knows no row is past position bound - 1,
-        so attention reads the first `bound` slots, not the whole capacity."""
-        pos = self.pos
-        rope = (self.cos[pos][:, None, None], self.sin[pos][:, None, None])
+    def prepare(self, bound: int | None = None, count: int = 1) -> StepInfo:
+        """The next `count` positions of every row. `bound` (unwindowed caches only): the host
+        knows no row is past position bound - 1, so attention reads the first `bound` slots."""
+        q = self.pos[:, None] + torch.arange(count, device=self.pos.device)[None]  # [B, T]
+        rope = (self.cos[q][:, None], self.sin[q][:, None])
         slots = self.slots if bound is None else self.slots[:bound]
-        # Before the ring wraps, slots above the position are empty; after, all are in window.
-        mask = (slots[None, :] <= pos[:, None])[:, None, None, :]
-        return StepInfo(rope, torch.remainder(pos, self.size), mask)
+        # Slot j holds the newest position = j (mod size) written by this step; a query reads
+        # it if that position is not in its future, not negative (never written), and within
+        # the window. Slots a rolled-back step wrote fail one of these until rewritten.
+        last = q[:, -1:]
+        held = last - torch.remainder(last - slots[None, :], self.size)  # [B, S]
+        mask = (held[:, None, :] <= q[:, :, None]) & (held[:, None, :] >= 0)
+        if self.window is not None:
+            mask = mask & (q[:, :, None] - held[:, None, :] < self.window)
+        return StepInfo(rope, torch.remainder(q, self.size), mask[:, None])
 
-    def advance(self, active: torch.Tensor | None = None) -> None:
-        self.pos.add_(1 if active is None else active.long())
+    def advance(self, active: torch.Tensor | None = None, count: int = 1) -> None:
+        self.pos.add_(count if active is None else active.long())
 
 
 @dataclass

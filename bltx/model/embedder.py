@@ -121,8 +121,9 @@ class HashNgramEmbedder(nn.Module):
         return self(ids)
 
     def step(self, ids: torch.Tensor, cache: dict) -> torch.Tensor:
-        """ids [B, 1] -> h [B, 1, dim]; the context slides by one id."""
+        """ids [B, T] -> h [B, T, dim]; the context slides by T ids."""
         ctx = cache["ctx"]
+        T = ids.shape[1]
         h = self.byte_table(ids)
         if self.hash_table is not None:
             window = torch.cat([ctx, ids.long()], dim=1)
@@ -130,11 +131,11 @@ class HashNgramEmbedder(nn.Module):
             for f in range(self.cfg.hash_functions):
                 prime = HASH_PRIMES[f % len(HASH_PRIMES)]
                 for n in self.cfg.ngram_sizes:
-                    row = ngram_hash(window[:, -n:], n, prime, self.cfg.hash_vocab)[:, -1:]
+                    row = ngram_hash(window[:, -(n + T - 1):], n, prime, self.cfg.hash_vocab)[:, -T:]
                     h = h + self.hash_table(row + slot * self.cfg.hash_vocab)
                     slot += 1
             if ctx.shape[1]:
-                ctx.copy_(window[:, 1:])
+                ctx.copy_(window[:, window.shape[1] - ctx.shape[1]:])
         return h
 
     def forward_flops(self, seq_len: int, patch_len: float) -> float:

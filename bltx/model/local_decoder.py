@@ -107,15 +107,16 @@ class LocalDecoder(nn.Module):
         cache["valid"].logical_or_(active)
 
     def step(self, h: torch.Tensor, cache: dict) -> torch.Tensor:
-        """One byte per row, h [B, 1, dim] (the encoder's state) -> logits [B, 1, 260]."""
+        """T bytes per row, all reading the current patch, h [B, T, dim] (the encoder's
+        states) -> logits [B, T, 260]."""
         stack = cache["stack"]
-        info = stack.prepare()
+        info = stack.prepare(count=h.shape[1])
         for i, (name, layer) in enumerate(self.layers.items()):
             if name in self.cross_attn:
                 k, v = cache["patch"][name]
                 h = h + self.cross_attn[name].step(h, k, v, cache["valid"])
             h = layer.step(h, stack.layers[i], info)
-        stack.advance()
+        stack.advance(count=h.shape[1])
         return self.output(self.norm(h))
 
     def init_weights(self) -> None:

@@ -115,15 +115,17 @@ class LocalEncoder(nn.Module):
         return out
 
     def step(self, h: torch.Tensor, cache: dict) -> torch.Tensor:
-        """One byte per row, h [B, 1, dim] -> its byte state [B, 1, dim]."""
+        """T bytes per row, h [B, T, dim] -> their byte states [B, T, dim]."""
         stack = cache["stack"]
-        info = stack.prepare()
-        rows = torch.arange(h.shape[0], device=h.device)
+        T = h.shape[1]
+        info = stack.prepare(count=T)
+        rows = torch.arange(h.shape[0], device=h.device)[:, None]
+        cols = stack.pos[:, None] + torch.arange(T, device=h.device)[None]
         for i, (name, layer) in enumerate(self.layers.items()):
             h = layer.step(h, stack.layers[i], info)
             if name in self.cross_attn:
-                cache["states"][name][rows, stack.pos] = h[:, 0]
-        stack.advance()
+                cache["states"][name][rows, cols] = h
+        stack.advance(count=T)
         return h
 
     def close(self, cache: dict, start: torch.Tensor, span: int) -> torch.Tensor:

@@ -110,10 +110,10 @@ def rope_for(dims: TransformerDims, length: int, device) -> tuple[torch.Tensor, 
 
 def step_layers(layers: nn.ModuleDict, x: torch.Tensor, cache, active: torch.Tensor | None = None,
                 bound: int | None = None) -> torch.Tensor:
-    """x [B, 1, dim] through every block of `layers` with their StackCache; rows advance
-    (all, or those `active`); `bound`: keys read per row (StackCache.prepare)."""
-    info = cache.prepare(bound)
+    """x [B, T, dim] through every block of `layers` with their StackCache; rows advance by
+    T (all, or those `active`); `bound`: keys read per row (StackCache.prepare)."""
+    info = cache.prepare(bound, x.shape[1])
     for i, layer in enumerate(layers.values()):
         x = layer.step(x, cache.layers[i], info)
-    cache.advance(active)
+    cache.advance(active, x.shape[1])
     return x

@@ -46,6 +46,7 @@ def generate_task(recipe: Recipe) -> int:
     generated = generate(
         model, [cfg.prompt], cfg.max_bytes, sampling=sampling, stop=cfg.stop,
         seed=recipe.job.seed, on_byte=on_byte, compile=cfg.compile,
+        speculative_k=cfg.speculative_k,
     )[0]
     out.write(decoder.decode(b"", final=True) + "\n")
     seconds = time.perf_counter() - start
