@@ -82,8 +82,10 @@ class CachedBLT:
             # The per-byte steps have fixed shapes and update caches in place, so one graph
             # each serves every byte; close's span and bound are powers of two (few graphs).
             for name in ("feed", "decode", "_encode_patch", "_advance_latent"):
-                fn = compiled_step(getattr(CachedBLT, name), self.device)
-                setattr(self, name, functools.partial(fn, self))
+                # The function under its no_grad decorator: the decorator's wrapper is one code
+                # object for all four, and dynamo's per-code graph limit would then be shared.
+                fn = compiled_step(getattr(CachedBLT, name).__wrapped__, self.device)
+                setattr(self, name, torch.no_grad()(functools.partial(fn, self)))
 
     @torch.no_grad()
     def prefill(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
