@@ -7,9 +7,6 @@ whatever its layout (FSDP, TP, both, or none): each rank keeps the slices it own
 
 from __future__ import annotations
 
-import warnings
-from contextlib import contextmanager
-
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -17,26 +14,19 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
 )
 
-
-@contextmanager
-def _quiet():
-    # Without a process group the state-dict helpers warn that they assume one process.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.distributed.*")
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        yield
+from bltx.dcp_io import quiet_dcp
 
 
 def load_full_state(model: nn.Module, full_state: dict) -> None:
     """Load an unsharded state dict (e.g. converted HF weights, a reference model) into a
     model on any mesh: each rank keeps the slices it owns."""
-    with _quiet():
+    with quiet_dcp():
         set_model_state_dict(model, full_state, options=StateDictOptions(full_state_dict=True))
 
 
 def full_state(model: nn.Module) -> dict:
     """The unsharded model state dict on every rank, as CPU tensors (for tests, export)."""
     # cpu_offload=True would leave every rank but 0 with an empty dict; move by hand.
-    with _quiet():
+    with quiet_dcp():
         state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
     return {k: v.detach().cpu() if hasattr(v, "detach") else v for k, v in state.items()}
