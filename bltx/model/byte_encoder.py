@@ -24,7 +24,7 @@ from torch import nn
 from bltx.model import flop_math
 from bltx.model.chunking import chunk_start_positions, gather_rows
 from bltx.model.init import init_linear
-from bltx.model.transformer import LocalDims, make_layers, rope_for
+from bltx.model.transformer import LocalDims, make_layers, run_layers
 from bltx.registry import register
 
 
@@ -48,12 +48,7 @@ class ByteLayersEncoder(nn.Module):
         self.out_proj = nn.Linear(cfg.dim, latent_dim, bias=False) if cfg.dim != latent_dim else None
 
     def encode_bytes(self, h: torch.Tensor) -> torch.Tensor:
-        T = h.shape[1]
-        rope = rope_for(self.cfg, T, h.device)
-        mask = self.backend.causal_mask(T, self.cfg.window, h.device)
-        for layer in self.layers.values():
-            h = layer(h, mask, rope, self.backend)
-        return h
+        return run_layers(self.layers, h, self.cfg, self.cfg.window, self.backend)
 
     def downsample(self, h: torch.Tensor, patch_ids: torch.Tensor, num_patches: int) -> torch.Tensor:
         chunks = gather_rows(h, chunk_start_positions(patch_ids, num_patches))

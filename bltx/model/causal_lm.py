@@ -14,7 +14,7 @@ from bltx.model import flop_math
 from bltx.model.cache import StackCache, prefill_stack
 from bltx.model.init import init_embedding, init_linear
 from bltx.model.norm import RMSNorm
-from bltx.model.transformer import TransformerDims, make_layers, rope_for, step_layers
+from bltx.model.transformer import TransformerDims, make_layers, run_layers, step_layers
 
 
 class CausalLM(nn.Module):
@@ -32,12 +32,7 @@ class CausalLM(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, T] -> next-token logits [B, T, vocab]."""
-        T = tokens.shape[1]
-        h = self.tok_embeddings(tokens)
-        rope = rope_for(self.dims, T, tokens.device)
-        mask = self.backend.causal_mask(T, self.window, tokens.device)
-        for layer in self.layers.values():
-            h = layer(h, mask, rope, self.backend)
+        h = run_layers(self.layers, self.tok_embeddings(tokens), self.dims, self.window, self.backend)
         return self.output(self.norm(h))
 
     # -- cached generation (bltx/model/cache.py) ----------------------------------------------

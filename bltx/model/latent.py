@@ -16,7 +16,7 @@ from torch import nn
 from bltx.model import flop_math
 from bltx.model.cache import StackCache, prefill_stack
 from bltx.model.norm import RMSNorm
-from bltx.model.transformer import TransformerDims, make_layers, rope_for, step_layers
+from bltx.model.transformer import TransformerDims, make_layers, run_layers, step_layers
 from bltx.registry import register
 
 
@@ -41,11 +41,7 @@ class LatentTransformer(nn.Module):
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps) if cfg.final_norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        P = x.shape[1]
-        rope = rope_for(self.cfg, P, x.device)
-        mask = self.backend.causal_mask(P, None, x.device)
-        for layer in self.layers.values():
-            x = layer(x, mask, rope, self.backend)
+        x = run_layers(self.layers, x, self.cfg, None, self.backend)
         return self.norm(x) if self.norm is not None else x
 
     # -- cached generation (bltx/model/cache.py): one position per closed patch ----------------

@@ -108,6 +108,18 @@ def rope_for(dims: TransformerDims, length: int, device) -> tuple[torch.Tensor, 
     return rope_cos_sin(length, dims.head_dim, dims.rope_theta, device)
 
 
+def run_layers(layers: nn.ModuleDict, x: torch.Tensor, dims: TransformerDims, window: int | None,
+               backend) -> torch.Tensor:
+    """x [B, T, dim] through a causal stack (sliding `window`, or full when None): one rope
+    table and one mask shared by every layer. The forward of every plain stack."""
+    T = x.shape[1]
+    rope = rope_for(dims, T, x.device)
+    mask = backend.causal_mask(T, window, x.device)
+    for layer in layers.values():
+        x = layer(x, mask, rope, backend)
+    return x
+
+
 def step_layers(layers: nn.ModuleDict, x: torch.Tensor, cache, active: torch.Tensor | None = None,
                 bound: int | None = None) -> torch.Tensor:
     """x [B, T, dim] through every block of `layers` with their StackCache; rows advance by
