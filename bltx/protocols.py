@@ -15,27 +15,51 @@ Required, per slot:
   Latent        .dim; (x [B, P, dim]) -> [B, P, dim], causal over P.
   Decoder       .dim; (h [B, T, dim], latent [B, P, latent_dim], patch_ids [B, T]) -> logits [B, T, 260].
   ByteModel     (ids [B, T], **kw) -> next-byte logits [B, T, 260]; init_weights().
+  DataSource    a `data_source` reader: .suffixes (file endings it claims under type "auto") and
+                open(path, text_field, cache_dir) -> DocumentFile: .kind, .num_docs, len() (text
+                bytes), read_doc(doc, lo, hi) -> uint8 bytes [lo, hi) of one document; a file of
+                several documents also has .index (bltx/data/doc_index.py, its lengths).
 All modules with weights implement `init_weights()` (called after meta-device build).
 
-Optional capabilities (checked by `has` / `check`, never by ad-hoc getattr):
-  CountsFlops   forward_flops(seq_len, patch_len) -> float: forward FLOPs per byte (local
-                parts, embedder, entropy model) or per patch (latent); bltx/model/flop_math.py.
-  ByteModel     flop_terms(seq_len, patch_len) -> {name: FlopTerm}: forward FLOPs per byte by
-                part, summed by the one counter (bltx/eval/flops.py).
-  OwnLoss       nll_sum(ids, targets) -> summed NLL in nats (models with no per-byte
-                distribution, e.g. a BPE-token LM); bltx/train/loss.py uses it when present.
-  Patches       patch(ids, entropies=None[, include_next]) -> starts: a model that patches,
-                so the engine can count patches.
-  CachedStep    init_cache / prefill / step: incremental generation (bltx/model/cache.py).
+Optional capabilities, a name each (asked by `has(obj, name)`, required by `check(...,
+needs=)`; never by ad-hoc getattr):
+  flops           forward_flops(seq_len, patch_len) -> float: forward FLOPs per byte (local
+                  parts, embedder, entropy model) or per patch (latent); bltx/model/flop_math.py.
+  model_flops     a model's flop_terms(seq_len, patch_len) -> {name: FlopTerm}: forward FLOPs
+                  per byte by part, summed by the one counter (bltx/eval/flops.py).
+  own_loss        nll_sum(ids, targets) -> summed NLL in nats (models with no per-byte
+                  distribution, e.g. a BPE-token LM); bltx/train/loss.py scores with it.
+  patches         a model's patch(ids, entropies=None, include_next=False) -> starts [B, T]
+                  ([B, T+1] with include_next: the last column says whether the byte after the
+                  window would open one; a model with no use for it appends False), and a
+                  forward that takes them back as `starts=`. The engine patches once, outside
+                  autograd, and counts patches (bltx/train/loss.py `model_forward`).
+  patcher         a model whose patching is a Patcher component at `.patcher`.
+  entropies       a patcher's entropies(ids) -> fp32 [B, T] (task precompute_entropies stores them).
+  extras          a model's `aux_losses` and `step_stats`: dicts {name: scalar tensor} that each
+                  training forward leaves on the model (set both to {} in __init__). The trainer
+                  adds every aux loss to the loss and logs both as window means by name.
+  staged_encoder  an encoder's encode_bytes / downsample halves (learned chunking decides
+                  boundaries between them; bltx/model/learned_blt.py).
+  parallel_plan   a model's parallel_plan() -> bltx.parallel.plans.ParallelPlan (else the plan
+                  registered under its name, else a default from its `layers`).
+  one_at_a_time   a model that sets generate_one_at_a_time = True: only its last position is a
+                  prediction, so generation and CUTE feed it one prompt at a time.
+  init_weights    init_weights(): a submodule that initialises itself (bltx/model/init.py).
+  cached_step     init_cache / prefill / step: incremental generation (bltx/model/cache.py has
+                  each slot's arguments); an encoder also close(), a decoder set_patch().
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from bltx.errors import ConfigError
+# Defined beside the caches it describes; re-exported so this file stays the one to read.
+from bltx.model.cache import CachedStep
 
 
 class FlopTerm(NamedTuple):
@@ -44,6 +68,9 @@ class FlopTerm(NamedTuple):
 
     per_byte: float
     trained: bool = True
+
+
+# ---- slots -------------------------------------------------------------------------------
 
 
 @runtime_checkable
@@ -99,6 +126,26 @@ class ByteModel(Protocol):
 
 
 @runtime_checkable
+class DocumentFile(Protocol):
+    kind: str  # "raw" for a file that is one document
+    num_docs: int
+
+    def __len__(self) -> int: ...
+
+    def read_doc(self, doc: int, lo: int, hi: int) -> np.ndarray: ...
+
+
+@runtime_checkable
+class DataSource(Protocol):
+    suffixes: tuple[str, ...]
+
+    def open(self, path: Any, text_field: str, cache: Any) -> DocumentFile: ...
+
+
+# ---- optional capabilities ---------------------------------------------------------------
+
+
+@runtime_checkable
 class CountsFlops(Protocol):
     def forward_flops(self, seq_len: int, patch_len: float) -> float: ...
 
@@ -115,21 +162,41 @@ class OwnLoss(Protocol):
 
 @runtime_checkable
 class Patches(Protocol):
-    def patch(self, ids: torch.Tensor, entropies: torch.Tensor | None = None) -> torch.Tensor: ...
+    def patch(self, ids: torch.Tensor, entropies: torch.Tensor | None = None,
+              include_next: bool = False) -> torch.Tensor: ...
 
 
-# Cached stepping is defined by the generation work in bltx/model/cache.py; until that module
-# exists, a component steps when it has these three methods.
-CACHE_METHODS = ("init_cache", "prefill", "step")
-try:  # re-export, so this file stays the one place a plugin author reads
-    from bltx.model.cache import *  # noqa: F401,F403
-except ImportError:
-    pass
+@runtime_checkable
+class HasPatcher(Protocol):
+    patcher: Patcher
 
 
-def steps_cached(component: Any) -> bool:
-    """True when `component` implements the cached-stepping capability."""
-    return all(callable(getattr(component, name, None)) for name in CACHE_METHODS)
+@runtime_checkable
+class Entropies(Protocol):
+    def entropies(self, ids: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class TrainingExtras(Protocol):
+    aux_losses: dict[str, torch.Tensor]
+    step_stats: dict[str, torch.Tensor]
+
+
+@runtime_checkable
+class StagedEncoder(Protocol):
+    def encode_bytes(self, *args, **kwargs) -> Any: ...
+
+    def downsample(self, *args, **kwargs) -> Any: ...
+
+
+@runtime_checkable
+class OwnParallelPlan(Protocol):
+    def parallel_plan(self) -> Any: ...
+
+
+@runtime_checkable
+class InitWeights(Protocol):
+    def init_weights(self) -> None: ...
 
 
 SLOTS: dict[str, type] = {
@@ -139,6 +206,8 @@ SLOTS: dict[str, type] = {
     "latent": Latent,
     "decoder": Decoder,
     "model": ByteModel,
+    "data_source": DataSource,
+    "document_file": DocumentFile,
 }
 
 CAPABILITIES: dict[str, type] = {
@@ -146,7 +215,18 @@ CAPABILITIES: dict[str, type] = {
     "model_flops": ModelFlops,
     "own_loss": OwnLoss,
     "patches": Patches,
+    "patcher": HasPatcher,
+    "entropies": Entropies,
+    "extras": TrainingExtras,
+    "staged_encoder": StagedEncoder,
+    "parallel_plan": OwnParallelPlan,
+    "init_weights": InitWeights,
+    "cached_step": CachedStep,
 }
+# Capabilities declared by a class attribute set to True rather than by methods.
+FLAGS: dict[str, str] = {"one_at_a_time": "generate_one_at_a_time"}
+# Cached stepping: what a slot needs beyond init_cache / prefill / step (bltx/model/cache.py).
+CACHED_EXTRA: dict[str, tuple[str, ...]] = {"encoder": ("close",), "decoder": ("set_patch",)}
 
 
 def missing(component: Any, contract: type) -> list[str]:
@@ -157,11 +237,17 @@ def missing(component: Any, contract: type) -> list[str]:
     return sorted(n for n in set(names) if not hasattr(component, n))
 
 
+def missing_cached(component: Any, slot: str = "") -> list[str]:
+    """The cached-stepping methods `component` lacks in `slot` (empty: it steps)."""
+    return missing(component, CachedStep) + [m for m in CACHED_EXTRA.get(slot, ()) if not hasattr(component, m)]
+
+
 def has(component: Any, capability: str) -> bool:
-    """Whether `component` offers an optional capability (a key of CAPABILITIES, or
-    "cached_step")."""
-    if capability == "cached_step":
-        return steps_cached(component)
+    """Whether `component` offers an optional capability (a key of CAPABILITIES or FLAGS)."""
+    if capability in FLAGS:
+        return getattr(component, FLAGS[capability], False) is True
+    if capability not in CAPABILITIES:
+        raise KeyError(f"unknown capability '{capability}'; known: {', '.join(sorted([*CAPABILITIES, *FLAGS]))}")
     return not missing(component, CAPABILITIES[capability])
 
 
@@ -171,8 +257,9 @@ def check(component: Any, slot: str, where: str, needs: tuple[str, ...] = ()) ->
     lacking = missing(component, SLOTS[slot])
     lacking += [f"capability '{c}'" for c in needs if not has(component, c)]
     if lacking:
+        name = component.__name__ if isinstance(component, type) else type(component).__name__
         raise ConfigError(
-            f"{where}: {type(component).__name__} does not fulfil the {slot} contract "
+            f"{where}: {name} does not fulfil the {slot} contract "
             f"(bltx/protocols.py); missing: {', '.join(lacking)}"
         )
     return component

@@ -52,9 +52,9 @@ if "test_bytelm" not in Registry.for_kind("model")._entries:
             self.mix = nn.Conv1d(cfg.dim, cfg.dim, kernel_size=3, groups=cfg.dim)
             self.head = nn.Linear(cfg.dim, VOCAB_SIZE)
 
-        def patch(self, ids, entropies=None):
-            pos = torch.arange(ids.shape[1], device=ids.device)
-            return (pos % self.stride == 0).expand_as(ids)
+        def patch(self, ids, entropies=None, include_next=False):  # the `patches` capability
+            pos = torch.arange(ids.shape[1] + include_next, device=ids.device)
+            return (pos % self.stride == 0).expand(ids.shape[0], -1)
 
         def forward(self, ids, starts=None, patch_lengths=None, entropies=None):
             h = self.embed(ids).transpose(1, 2)

@@ -3,9 +3,9 @@ a file that holds many documents.
 
     files = open_documents(["web/*.jsonl.gz", "books.parquet"], base, text_field="text")
 
-A reader is a class registered with `@register("data_source", NAME)` that has `suffixes`
-(the file endings it claims when a source's `type` is "auto") and
-`open(path, text_field, cache_root) -> file`. Built in: `raw` (every byte of the file is
+A reader is a class registered with `@register("data_source", NAME)` that fulfils the
+DataSource contract (bltx/protocols.py): `suffixes` (the file endings it claims when a
+source's `type` is "auto") and `open(path, text_field, cache_root) -> DocumentFile`. Built in: `raw` (every byte of the file is
 one document: today's behaviour, and the reader of any file no other reader claims),
 `jsonl` (bltx/data/jsonl.py), `parquet` and `arrow` (bltx/data/columnar.py). A `datasets`
 `save_to_disk` folder named as a path reads as its Arrow files.
@@ -27,6 +27,7 @@ import numpy as np
 from bltx.data.doc_index import DocIndex, build_index, cache_root
 from bltx.data.sources import open_bytes, open_sources
 from bltx.errors import ConfigError, DataError
+from bltx.protocols import check
 from bltx.registry import get_registry, register
 
 # Whole documents kept decoded per file (consecutive windows of one long document).
@@ -49,7 +50,7 @@ class LRU:
                 self.items.move_to_end(key)
                 return self.items[key]
         value = make()
-        size = int(getattr(value, "nbytes", 0))
+        size = int(value.nbytes) if self.max_bytes else 0  # a byte-bounded cache holds sized values
         with self.lock:
             self.items[key] = value
             self.sizes[key] = size
@@ -114,13 +115,19 @@ class RawSource:
         return open_bytes(path)
 
 
-def detect(path: Path) -> str:
+def readers() -> dict[str, type]:
+    """Every registered reader by name, each checked against the DataSource contract
+    (bltx/protocols.py), so a plugin reader that lacks `suffixes` or `open` fails in one line."""
+    registry = get_registry("data_source")
+    return {kind: check(registry.get(kind), "data_source", f"data_source '{kind}'") for kind in registry.names()}
+
+
+def detect(path: Path, known: dict[str, type] | None = None) -> str:
     """The registered reader that claims `path`'s ending (longest match), else "raw"."""
     name = path.name.lower()
-    registry = get_registry("data_source")
     best, best_len = "raw", 0
-    for kind in registry.names():
-        for suffix in getattr(registry.get(kind), "suffixes", ()):
+    for kind, reader in (known or readers()).items():
+        for suffix in reader.suffixes:
             if name.endswith(suffix) and len(suffix) > best_len:
                 best, best_len = kind, len(suffix)
     return best
@@ -130,13 +137,13 @@ def open_documents(patterns: list[str], base: Path | None = None, text_field: st
                    kind: str = "auto", cache_dir: str = "") -> list:
     """Expand `patterns` and open every file with its reader (by file type when `kind` is
     "auto"). Files without any document found through a glob or folder are skipped."""
-    registry = get_registry("data_source")
-    if kind != "auto" and kind not in registry:
-        raise ConfigError(f"data source type '{kind}' is not registered; registered: auto, {', '.join(registry.names())}")
+    known = readers()
+    if kind != "auto" and kind not in known:
+        raise ConfigError(f"data source type '{kind}' is not registered; registered: auto, {', '.join(known)}")
     root: list[Path] = []
 
     def opener(path: Path):
-        reader = registry.get(detect(path) if kind == "auto" else kind)
+        reader = known[detect(path, known) if kind == "auto" else kind]
         if reader is RawSource:
             return reader.open(path, text_field, None)
         if not root:

@@ -48,11 +48,9 @@ def text_of(line: bytes, field: str, path: Path, lineno: int) -> str:
         obj = json.loads(line)
     except UnicodeDecodeError:
         raise DataError(f"data file {path} line {lineno}: not UTF-8 text; JSON lines must be UTF-8") from None
-    except ValueError as exc:
-        msg = getattr(exc, "msg", str(exc))
-        col = getattr(exc, "colno", None)
-        at = f" at column {col}" if col else ""
-        raise DataError(f"data file {path} line {lineno}: not valid JSON ({msg}{at}); fix or remove the line") from None
+    except ValueError as exc:  # JSONDecodeError, or e.g. an integer too long to convert
+        why = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise DataError(f"data file {path} line {lineno}: not valid JSON ({why}); fix or remove the line") from None
     if not isinstance(obj, dict):
         raise DataError(f"data file {path} line {lineno}: a JSON {type(obj).__name__}, not an object with a "
                         f"'{field}' field (.json files are read as JSON lines: one object per line)")

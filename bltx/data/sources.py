@@ -40,6 +40,8 @@ class ByteFile:
 
     path: Path
     data: np.ndarray
+    kind = "raw"  # a document file (bltx/protocols.py DocumentFile) of one document
+    num_docs = 1
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
@@ -47,9 +49,15 @@ class ByteFile:
     def read(self, lo: int, hi: int) -> np.ndarray:
         return self.data[lo:hi]
 
+    def read_doc(self, doc: int, lo: int, hi: int) -> np.ndarray:
+        return self.read(lo, hi)
+
 
 class DiskFile:
     """One document on disk, read on demand; size and mtime are those seen at open."""
+
+    kind = "raw"  # a document file (bltx/protocols.py DocumentFile) of one document
+    num_docs = 1
 
     def __init__(self, path: Path, size: int, mtime_ns: int):
         self.path = path
@@ -71,6 +79,9 @@ class DiskFile:
                 f"bytes, or rewritten); restore it, or start a fresh run (job.dump_dir) on the new data"
             )
         return np.frombuffer(data, dtype=np.uint8)
+
+    def read_doc(self, doc: int, lo: int, hi: int) -> np.ndarray:
+        return self.read(lo, hi)
 
 
 class _Descriptors:
@@ -131,7 +142,7 @@ def open_sources(patterns: list[str] | tuple[str, ...], base: Path | None = None
             doc = opener(path)
             if len(doc) == 0:
                 if explicit:
-                    what = " (no document in it has text)" if hasattr(doc, "index") else ""
+                    what = "" if doc.kind == "raw" else " (no document in it has text)"
                     raise DataError(f"data file {path} is empty{what}; remove it from data.paths")
                 continue
             opened.append(doc)

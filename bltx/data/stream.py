@@ -20,20 +20,15 @@ from bltx.bytes import BOS_ID, EOS_ID, OFFSET
 from bltx.data.doc_index import LayoutEnds
 
 
-def doc_count(file) -> int:
-    """Documents in a file: a raw file (ByteFile, DiskFile) is one."""
-    return int(getattr(file, "num_docs", 1))
-
-
 class IdStream:
-    """Files of documents joined into one virtual stream of ids (byte b -> b + 4, BOS=1, EOS=2)."""
+    """Document files (bltx/protocols.py DocumentFile) joined into one virtual stream of ids (byte b -> b + 4, BOS=1, EOS=2)."""
 
     def __init__(self, docs: list, add_bos: bool = True):
         self.docs = docs  # the files, in stream order
         self.bos = int(add_bos)
         # Each document contributes [BOS] + bytes + EOS.
         self.per_doc = self.bos + 1
-        self.num_docs = np.array([doc_count(f) for f in docs], dtype=np.int64)
+        self.num_docs = np.array([f.num_docs for f in docs], dtype=np.int64)
         self.file_lens = np.array([len(f) for f in docs], dtype=np.int64) + self.num_docs * self.per_doc
         self.ends = np.cumsum(self.file_lens)
         self._lock = threading.Lock()  # format readers keep small caches; one reader at a time
@@ -66,8 +61,8 @@ class IdStream:
     def _fill_file(self, out: np.ndarray, f: int, local: int) -> None:
         """Ids of file `f` from its layout offset `local` into `out`, document by document."""
         file = self.docs[f]
-        if doc_count(file) == 1 and not hasattr(file, "read_doc"):
-            self._fill_doc(out, file.read, len(file), local)
+        if file.num_docs == 1:  # no index needed: the file's bytes are the document's
+            self._fill_doc(out, lambda lo, hi: file.read_doc(0, lo, hi), len(file), local)
             return
         rows = file.index.rows
         ends = LayoutEnds(rows, self.per_doc)

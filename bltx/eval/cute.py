@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from bltx.errors import DataError
+from bltx.protocols import has
 
 # Instruction per task; fields are the TSV's input columns.
 TEMPLATES = {
@@ -75,7 +76,7 @@ def run_task(model: torch.nn.Module, examples: list[CuteExample], n: int = 50, s
         raise DataError(f"a CUTE task needs more than {shots} rows")
     # Models whose non-final logits are not predictions (the BPE baseline) read only the
     # last position, which right-padded batches do not give them: one prompt at a time.
-    if getattr(model, "generate_one_at_a_time", False):
+    if has(model, "one_at_a_time"):
         batch_size = 1
     max_new = max(len(q.answer.encode()) for q in queries) + 8
     correct, outputs = 0, []

@@ -159,13 +159,14 @@ class BpeTransformer(nn.Module):
             return self.n_bpe + idv
         return self.vocab.tokenizer.token_to_id(bytes([idv - OFFSET]).decode("latin-1"))
 
-    def patch(self, ids: torch.Tensor, entropies=None) -> torch.Tensor:
-        """Token starts [B, T] (for statistics: bytes per token as mean patch length)."""
+    def patch(self, ids: torch.Tensor, entropies=None, include_next: bool = False) -> torch.Tensor:
+        """Token starts [B, T] (for statistics: bytes per token as mean patch length); a
+        False column appended with include_next (forward reads no starts)."""
         _, _, owner, _ = self.tokenize(ids)
         starts = torch.ones_like(ids, dtype=torch.bool)
         if owner.shape[1] > 1:
             starts[:, 2:] = owner[:, 1:] != owner[:, :-1]
-        return starts
+        return F.pad(starts, (0, 1), value=False) if include_next else starts
 
     # -- forward ------------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from bltx.protocols import has
+
 # Names that wrappers (activation checkpointing, torch.compile) insert into parameter
 # names; removed so the seed of a parameter is the same with and without them.
 _WRAPPER_PARTS = ("_checkpoint_wrapped_module.", "_orig_mod.", "_fsdp_wrapped_module.")
@@ -134,10 +136,10 @@ def init_embedding(emb: nn.Embedding, dim: int | None = None) -> None:
 
 
 def init_children(module: nn.Module) -> None:
-    """Call `init_weights()` on every direct child that has one."""
+    """Call `init_weights()` on every direct child that initialises itself (bltx/protocols.py
+    `init_weights`); descend into the others (containers, plain torch layers)."""
     for child in module.children():
-        fn = getattr(child, "init_weights", None)
-        if fn is not None:
-            fn()
+        if has(child, "init_weights"):
+            child.init_weights()
         else:
             init_children(child)

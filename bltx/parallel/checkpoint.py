@@ -7,6 +7,7 @@ whatever its layout (FSDP, TP, both, or none): each rank keeps the slices it own
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -29,4 +30,4 @@ def full_state(model: nn.Module) -> dict:
     # cpu_offload=True would leave every rank but 0 with an empty dict; move by hand.
     with quiet_dcp():
         state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
-    return {k: v.detach().cpu() if hasattr(v, "detach") else v for k, v in state.items()}
+    return {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in state.items()}

@@ -27,7 +27,7 @@ def apply_fsdp(model: nn.Module, blocks: list[str], dp_mesh, dtype: str = "float
     """fully_shard each of `blocks` (fqns, forward order), then the root; FSDP leaves the
     parameters of `replicated` modules alone (frozen helpers kept whole, or tables that
     are already row-sharded)."""
-    mp = mixed_precision(dtype, getattr(dp_mesh, "device_type", None))
+    mp = mixed_precision(dtype, None if dp_mesh is None else dp_mesh.device_type)
     ignored = {p for fqn in replicated for p in model.get_submodule(fqn).parameters()}
     for i, fqn in enumerate(blocks):
         # The last block's parameters are needed again at once by backward: keeping them

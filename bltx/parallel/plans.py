@@ -6,7 +6,8 @@ activation checkpointing and per-block compile), which of those are Llama-style 
 that tensor parallelism may split, and which layers stay in high precision under float8.
 
 A plan is found, in order, from:
-  1. `model.parallel_plan()` if the model class defines it (plugins own their plan);
+  1. `model.parallel_plan()`, the `parallel_plan` capability (bltx/protocols.py), if the
+     model class defines it (plugins own their plan);
   2. a planner registered as a "parallel_plan" component under the model's registered
      name, `@register_plan("blt")` (kept beside, not inside, the model: see
      bltx/parallel/blt_plan.py), found through the model's class and its bases;
@@ -21,6 +22,7 @@ from typing import Callable
 
 from torch import nn
 
+from bltx.protocols import has
 from bltx.registry import get_registry, register
 
 ATTENTION_LINEARS = ("wq", "wk", "wv", "wo")
@@ -101,9 +103,8 @@ def default_plan(model: nn.Module) -> ParallelPlan:
 
 def plan_for(model: nn.Module) -> ParallelPlan:
     """The model's ParallelPlan (see module docstring for the lookup order)."""
-    own = getattr(model, "parallel_plan", None)
-    if callable(own):
-        return own()
+    if has(model, "parallel_plan"):
+        return model.parallel_plan()
     models, planners = get_registry("model"), get_registry("parallel_plan")
     names = {models.get(name): name for name in models.names()}
     for cls in type(model).__mro__:

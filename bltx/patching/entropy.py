@@ -28,6 +28,7 @@ from bltx.errors import CheckpointError
 from bltx.model.attention import attention_backend, check_backend_name
 from bltx.model.entropy_model import entropy_from_logits
 from bltx.patching.base import Patcher
+from bltx.protocols import has
 from bltx.registry import build, register
 from bltx.schema import component
 from bltx.weights import load_model_state
@@ -111,7 +112,7 @@ class EntropyPatcher(Patcher):
 
     @property
     def online_steps(self) -> bool:
-        return callable(getattr(self.entropy_model, "init_cache", None))
+        return has(self.entropy_model, "cached_step")
 
     def _online_init(self, state, batch, capacity, device):
         if not self.online_steps:

@@ -23,6 +23,7 @@ from bltx.config import dumps_toml, resolve_path
 from bltx.data.entropies import compute_entropies, producer_of, save_entropies
 from bltx.data.loader import build_data_for_recipe, open_stream, validation_batches
 from bltx.errors import ConfigError, DataError
+from bltx.protocols import has
 from bltx.registry import build, register
 from bltx.sections import Recipe
 
@@ -164,9 +165,7 @@ def precompute_entropies(recipe: Recipe) -> int:
     # Only the (frozen, loaded) patcher is used: a plain build on the device will do.
     with torch.device(device):
         model = bltx.build_model(recipe)
-    patcher = getattr(model, "patcher", None)
-    fn = getattr(patcher, "entropies", None)
-    if fn is None:
+    if not (has(model, "patcher") and has(model.patcher, "entropies")):
         raise ConfigError("precompute_entropies needs a model whose patcher computes entropies (model.patcher.type = 'entropy')")
     base = Path(recipe.source).parent if recipe.source else None
     stream = open_stream(recipe.data, base)
@@ -183,7 +182,7 @@ def precompute_entropies(recipe: Recipe) -> int:
 
     t0 = time.perf_counter()
     values = compute_entropies(
-        stream, fn, chunk=recipe.data.seq_len, context=recipe.data.seq_len,
+        stream, model.patcher.entropies, chunk=recipe.data.seq_len, context=recipe.data.seq_len,
         batch_size=max(8, recipe.data.batch_size), device=device, progress=progress,
     )
     if bar is not None:

@@ -58,8 +58,8 @@ def render(ids: np.ndarray) -> str:
 def describe_sources(data) -> list[str]:
     lines = []
     for src in data.sources:
-        kinds = sorted({getattr(f, "kind", "raw") for f in src.files})
-        docs = sum(int(getattr(f, "num_docs", 1)) for f in src.files)
+        kinds = sorted({f.kind for f in src.files})  # document files, bltx/protocols.py
+        docs = sum(int(f.num_docs) for f in src.files)
         n_bytes = sum(len(f) for f in src.files)
         train = len(src.train) if src.train is not None else 0
         val = len(src.validation) if src.validation is not None else 0

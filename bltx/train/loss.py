@@ -4,17 +4,16 @@ bpb = (sum of next-id negative log-likelihoods, in bits) / (number of predicted 
 Special targets (EOS, BOS) add their cost to the numerator but are not counted as bytes, so
 bpb is the cost of the text itself, comparable across patchers and tokenizer-free models.
 
-`model_forward` is the one place that knows how to call a model: models with a `patch`
-method (BLT) are patched first so the caller can count patches, then run with those starts;
-any other model (e.g. the entropy LM) is just called on the ids.
+`model_forward` is the one place that knows how to call a model: a model with the `patches`
+capability (bltx/protocols.py; BLT) is patched first so the caller can count patches, then
+run with those starts; any other model (e.g. the entropy LM) is just called on the ids.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Callable, Iterable
 
 import torch
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 
 from bltx.bytes import OFFSET
 from bltx.precision import resolved_dtype
+from bltx.protocols import has
 
 
 def autocast_context(device: torch.device, dtype: str):
@@ -37,17 +37,13 @@ def model_forward(
     """(logits [B, T, V], starts [B, T] bool or None when the model does not patch).
 
     Patching once here and passing the starts in gives the same logits as `model(ids)`
-    (the patcher in the loop) while letting the caller count patches. Models whose `patch`
-    takes `include_next` get the extra column the decoder's lookahead rule needs.
+    (the patcher in the loop) while letting the caller count patches. The extra column
+    `include_next` adds is what a decoder's lookahead rule needs (bltx/protocols.py `patches`).
     """
-    patch = getattr(model, "patch", None)
-    if patch is None:
+    if not has(model, "patches"):
         return model(ids), None
-    kwargs = {} if entropies is None else {"entropies": entropies}
-    if _takes_include_next(patch):
-        kwargs["include_next"] = True
     with torch.no_grad():  # boundaries are discrete: nothing to differentiate
-        starts = patch(ids, **kwargs)
+        starts = model.patch(ids, entropies=entropies, include_next=True)
     return model(ids, starts=starts), starts[:, : ids.shape[1]]
 
 
@@ -56,26 +52,19 @@ def batch_nll(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(summed next-byte NLL in nats of the batch, starts [B, T] or None).
 
-    Models that are not next-byte predictors (a BPE-token LM scores whole tokens) define
-    `nll_sum(ids, targets)` and are scored by it; every other model by cross-entropy of its
-    logits. Both give nats over the same targets, so bits per byte compare across models.
+    Models that are not next-byte predictors (a BPE-token LM scores whole tokens) have the
+    `own_loss` capability, `nll_sum(ids, targets)`, and are scored by it; every other model by
+    cross-entropy of its logits. Both give nats over the same targets, so bits per byte
+    compare across models.
     """
-    nll_sum = getattr(model, "nll_sum", None)
-    if nll_sum is None:
+    if not has(model, "own_loss"):
         logits, starts = model_forward(model, ids, entropies)
         return next_byte_nll(logits, targets, reduction="sum"), starts
     starts = None
-    if hasattr(model, "patch"):
+    if has(model, "patches"):
         with torch.no_grad():
-            starts = model.patch(ids)
-    return nll_sum(ids, targets), starts
-
-
-def _takes_include_next(fn) -> bool:
-    try:
-        return "include_next" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
+            starts = model.patch(ids, entropies=entropies)
+    return model.nll_sum(ids, targets), starts
 
 
 def next_byte_nll(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -103,6 +92,10 @@ class BpbResult:
     @property
     def mean_patch_length(self) -> float:
         return self.targets / self.patches if self.patches else float("nan")
+
+    def __add__(self, other: "BpbResult") -> "BpbResult":
+        """Totals of two evaluations (validation sources) together."""
+        return BpbResult(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
     def scalars(self) -> dict[str, float]:
         out = {"loss": self.loss, "bpb": self.bpb}

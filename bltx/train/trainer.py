@@ -36,6 +36,7 @@ from bltx.train.loss import BpbResult, autocast_context, batch_nll, evaluate_bpb
 from bltx.errors import BltxError
 from bltx.parallel import World, build_training_model, clip_grad_norm_
 from bltx.precision import resolve_dtype
+from bltx.protocols import has
 from bltx.sections import Recipe
 from bltx.train.checkpoint import CheckpointManager
 from bltx.train.metrics import MetricLogger
@@ -79,6 +80,8 @@ class Trainer:
         self.val_batches = [b for batches in self.val_sets.values() for b in batches]
 
         self.model = build_training_model(recipe, self.world)
+        # Asked once: does each forward leave aux losses and stats (bltx/protocols.py `extras`)?
+        self.model_extras = has(self.model, "extras")
         self.optimizer = build_optimizer(self.model, recipe.optimizer, self.device)
         self.scheduler = build_scheduler(self.optimizer, recipe.lr_scheduler, self.total_steps)
         self.recipe_toml = recipe_to_toml(recipe)
@@ -170,9 +173,9 @@ class Trainer:
         real_bytes = torch.zeros((), device=self.device, dtype=torch.float64)
         patches = torch.zeros((), device=self.device, dtype=torch.float64)
         n_targets = 0
-        # Model extras (contract: a forward may leave `aux_losses` and `step_stats`, dicts of
-        # scalar tensors, on the model; learned chunking does): aux losses join the loss, and
-        # both are summed here and logged as window means under their own names.
+        # Model extras (the `extras` capability: a forward leaves `aux_losses` and `step_stats`,
+        # dicts of scalar tensors, on the model; learned chunking does): aux losses join the
+        # loss, and both are summed here and logged as window means under their own names.
         extras: dict[str, torch.Tensor] = {}
         for _ in range(cfg.grad_accum):
             batch = next(self.train_batches)
@@ -181,10 +184,10 @@ class Trainer:
             ent = batch.get("entropies")
             with autocast_context(self.device, self.dtype):
                 nll, starts = batch_nll(self.model, ids, targets, None if ent is None else ent.to(self.device))
-            aux = getattr(self.model, "aux_losses", None) or {}
+            aux, stats = (self.model.aux_losses, self.model.step_stats) if self.model_extras else ({}, {})
             loss = nll / targets.numel() + sum(aux.values())
             (loss / cfg.grad_accum).backward()
-            for name, value in {**aux, **(getattr(self.model, "step_stats", None) or {})}.items():
+            for name, value in {**aux, **stats}.items():
                 extras[name] = extras.get(name, 0.0) + value.detach().double() / cfg.grad_accum
             nll_sum += nll.detach().double()
             real_bytes += (targets >= OFFSET).sum()
@@ -210,8 +213,7 @@ class Trainer:
         """Validation scalars over all sources; with several, also `bpb/NAME` per source."""
         results = {name: evaluate_bpb(self.model, batches, self.device, self.dtype, reduce_sum=self.world.dp_sum)
                    for name, batches in self.val_sets.items()}
-        total = BpbResult(*(sum(getattr(r, f) for r in results.values())
-                            for f in ("nll_nats", "targets", "bytes", "patches")))
+        total = sum(results.values(), BpbResult(0.0, 0, 0, 0))
         scalars = total.scalars()
         if len(results) > 1:
             scalars.update({f"bpb/{name}": r.bpb for name, r in results.items()})
