@@ -104,6 +104,24 @@ def test_file_types_choose_their_reader():
     assert {n: detect(Path(n)) for n in names} == names
 
 
+def test_a_reader_that_breaks_the_data_source_contract_fails_in_one_line(tmp_path):
+    from bltx.errors import ConfigError
+    from bltx.registry import Registry, register
+
+    @register("data_source", "test_no_suffixes")
+    class NoSuffixes:  # open() but no `suffixes` (bltx/protocols.py DataSource)
+        @staticmethod
+        def open(path, text_field, cache):
+            raise AssertionError("never opened: the contract is checked first")
+
+    (tmp_path / "a.txt").write_bytes(b"text")
+    try:
+        with pytest.raises(ConfigError, match=r"data_source 'test_no_suffixes': NoSuffixes .*missing: suffixes$"):
+            open_documents([str(tmp_path / "a.txt")])
+    finally:
+        Registry.for_kind("data_source")._entries.pop("test_no_suffixes")
+
+
 def test_text_field_per_source_and_explicit_type(tmp_path, cache):
     a = write_corpus(tmp_path / "a", DOCS[:3], "jsonl", field="content")
     b = write_corpus(tmp_path / "b", DOCS[4:], "parquet")

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -66,6 +67,25 @@ if "test_bytelm" not in Registry.for_kind("model")._entries:
                 nn.init.normal_(p, std=0.02)
 
 
+if "test_bytelm_extras" not in Registry.for_kind("model")._entries:
+
+    @register("model", "test_bytelm_extras")
+    class ByteLMWithExtras(ByteLMStandIn):
+        """The stand-in with the `extras` capability (bltx/protocols.py): each forward leaves
+        an aux loss on a parameter that the logits never read, and a step statistic."""
+
+        def __init__(self, cfg, **context):
+            super().__init__(cfg, **context)
+            self.aux_only = nn.Parameter(torch.ones(3))
+            self.aux_losses: dict[str, torch.Tensor] = {}
+            self.step_stats: dict[str, torch.Tensor] = {}
+
+        def forward(self, ids, **kw):
+            self.aux_losses = {"aux_penalty": self.aux_only.pow(2).sum()}
+            self.step_stats = {"stand_in_stat": torch.tensor(0.25)}
+            return super().forward(ids, **kw)
+
+
 def write_recipe(folder: Path, model: dict | None = None, **sections) -> Path:
     """A small recipe in `folder` (dump dir `folder/run`), sections merged over defaults."""
     table = {
@@ -103,3 +123,22 @@ def test_trainer_runs_a_plugin_model_and_logs_patch_statistics(tmp_path, capsys)
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("step "))
     for field in ("step 1/4", "loss", "bpb", "bytes/s", "patches/s", "patch_len 4.00", "lr", "gnorm"):
         assert field in line
+
+
+def test_trainer_adds_aux_losses_and_logs_model_extras(tmp_path):
+    """The `extras` contract: the aux loss joins the loss (its parameter, read by nothing
+    else, gets a gradient and moves) and both dicts are logged by name as window means."""
+    from bltx.train.trainer import Trainer
+
+    path = write_recipe(tmp_path, model={"type": "test_bytelm_extras"}, training={"steps": 2},
+                        checkpoint={"enable": False})
+    trainer = Trainer(load_recipe(path))
+    assert trainer.model_extras
+    before = trainer.model.aux_only.detach().clone()
+    trainer.fit()
+    assert not torch.equal(trainer.model.aux_only.detach(), before)
+    rows = read_metrics(tmp_path / "run")
+    assert [r["stand_in_stat"] for r in rows] == [0.25, 0.25]
+    # Step 1 logs the penalty of the initial weights; step 2's is smaller (it was minimised).
+    assert rows[0]["aux_penalty"] == pytest.approx(float(before.pow(2).sum()), rel=1e-5)
+    assert rows[1]["aux_penalty"] < rows[0]["aux_penalty"]
