@@ -46,6 +46,9 @@ needs=)`; never by ad-hoc getattr):
   one_at_a_time   a model that sets generate_one_at_a_time = True: only its last position is a
                   prediction, so generation and CUTE feed it one prompt at a time.
   init_weights    init_weights(): a submodule that initialises itself (bltx/model/init.py).
+  tp_attention,   a Llama-style block that tensor parallelism may split has `.attention`
+  tp_feed_forward (n_heads, n_kv_heads, nn.Linear wq wk wv wo) and `.feed_forward` (nn.Linear
+                  w1 w2 w3); the default plan finds such blocks (bltx/parallel/plans.py).
   cached_step     init_cache / prefill / step: incremental generation (bltx/model/cache.py has
                   each slot's arguments); an encoder also close(), a decoder set_patch().
 """
@@ -199,6 +202,23 @@ class InitWeights(Protocol):
     def init_weights(self) -> None: ...
 
 
+@runtime_checkable
+class TPAttention(Protocol):
+    n_heads: int
+    n_kv_heads: int
+    wq: torch.nn.Linear
+    wk: torch.nn.Linear
+    wv: torch.nn.Linear
+    wo: torch.nn.Linear
+
+
+@runtime_checkable
+class TPFeedForward(Protocol):
+    w1: torch.nn.Linear
+    w2: torch.nn.Linear
+    w3: torch.nn.Linear
+
+
 SLOTS: dict[str, type] = {
     "patcher": Patcher,
     "byte_embedder": ByteEmbedder,
@@ -221,6 +241,8 @@ CAPABILITIES: dict[str, type] = {
     "staged_encoder": StagedEncoder,
     "parallel_plan": OwnParallelPlan,
     "init_weights": InitWeights,
+    "tp_attention": TPAttention,
+    "tp_feed_forward": TPFeedForward,
     "cached_step": CachedStep,
 }
 # Capabilities declared by a class attribute set to True rather than by methods.

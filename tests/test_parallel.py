@@ -139,6 +139,22 @@ def test_plan_lookup_own_and_default():
     assert plan.tp_blocks == ["body.layers.0"]  # only the Llama-style one
 
 
+def test_a_model_with_its_own_plan_gets_it_and_a_listed_block_must_be_llama_style():
+    from bltx.parallel.plans import ParallelPlan
+    from bltx.parallel.tp import apply_tp_block
+
+    class Planned(nn.Module):  # the `parallel_plan` capability (bltx/protocols.py)
+        def parallel_plan(self):
+            return ParallelPlan(blocks=["mlp"], tp_blocks=["mlp"])
+
+    assert plan_for(Planned()).tp_blocks == ["mlp"]
+    block = latent_layer()
+    block.feed_forward.w3 = nn.Identity()  # no longer splittable
+    with pytest.raises(ConfigError, match=r"^mlp: .*not a Llama-style block.*missing: feed_forward\.w3 \(an nn\.Linear\)$") as exc:
+        apply_tp_block(block, None, where="mlp")
+    one_line(exc)
+
+
 def test_blt_plan():
     model = blt_model()
     plan = plan_for(model)

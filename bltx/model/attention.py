@@ -34,7 +34,7 @@ from torch import nn
 from bltx.model.init import init_linear
 from bltx.model.norm import RMSNorm
 from bltx.model.rope import apply_rope
-from bltx.model.window_attention import blocked_window_mask, use_blocked, window_mask
+from bltx.model.window_attention import RunsItself, blocked_window_mask, use_blocked, window_mask
 from bltx.registry import build, get_registry, register
 
 
@@ -141,11 +141,10 @@ SDPA = SdpaBackend()
 
 
 def run_attention(backend, q, k, v, mask, scale: float | None = None) -> torch.Tensor:
-    """Attention with `mask`: a mask that carries its own `attend` runs itself, any other
+    """Attention with `mask`: a mask that `RunsItself` computes its own attention, any other
     goes to the backend that made it."""
-    own = getattr(mask, "attend", None)
-    if own is not None:
-        return own(q, k, v, scale)
+    if isinstance(mask, RunsItself):
+        return mask.attend(q, k, v, scale)
     return backend.attend(q, k, v, mask, scale)
 
 

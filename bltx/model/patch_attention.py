@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bltx.model.window_attention import repeat_kv_heads
+from bltx.model.window_attention import RunsItself, repeat_kv_heads
 
 
 def _rows(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -34,7 +34,7 @@ def _rows(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 @dataclass
-class PatchQueries:
+class PatchQueries(RunsItself):
     """Encoder layout: P*k queries (patch-major), each reading the bytes of its patch."""
 
     seg: torch.Tensor  # [B*T] long: row b*(P+1) + patch of each byte; P = no query reads it
@@ -77,7 +77,7 @@ class PatchQueries:
 
 
 @dataclass
-class PatchKeys:
+class PatchKeys(RunsItself):
     """Decoder layout: byte t reads the k keys of patch ids[t]; other ids read nothing."""
 
     rows: torch.Tensor  # [B*T] long: row b*P + patch (clamped) of the keys each byte reads

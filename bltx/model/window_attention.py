@@ -34,8 +34,17 @@ def use_blocked(length: int, window: int) -> bool:
     return 2 * window < length
 
 
+class RunsItself:
+    """A mask description that computes its own attention, `attend(q, k, v, scale)`, rather
+    than going to the backend that made it (bltx/model/attention.py `run_attention`): the
+    layouts dense masks would waste memory on (blocked windows, patch-local queries/keys)."""
+
+    def attend(self, q, k, v, scale: float | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
 @dataclass
-class BlockedWindow:
+class BlockedWindow(RunsItself):
     """Mask description of blocked sliding-window attention; runs itself (see `attend`)."""
 
     length: int

@@ -22,7 +22,7 @@ from typing import Callable
 
 from torch import nn
 
-from bltx.protocols import has
+from bltx.protocols import CAPABILITIES, has, missing
 from bltx.registry import get_registry, register
 
 ATTENTION_LINEARS = ("wq", "wk", "wv", "wo")
@@ -74,16 +74,26 @@ def register_plan(model_name: str):
     return register("parallel_plan", model_name)
 
 
+def llama_block_missing(block: nn.Module) -> list[str]:
+    """What `block` lacks to be a Llama-style block tensor parallelism may split (the
+    tp_attention / tp_feed_forward contract, bltx/protocols.py); [] when it is one."""
+    children = dict(block.named_children())
+    lacking = []
+    for part, capability, linears in (("attention", "tp_attention", ATTENTION_LINEARS),
+                                      ("feed_forward", "tp_feed_forward", FFN_LINEARS)):
+        sub = children.get(part)
+        if sub is None:
+            lacking.append(part)
+            continue
+        lacking += [f"{part}.{n}" for n in missing(sub, CAPABILITIES[capability])]
+        layers = dict(sub.named_children())
+        lacking += [f"{part}.{n} (an nn.Linear)" for n in linears
+                    if n in layers and not isinstance(layers[n], nn.Linear)]
+    return lacking
+
+
 def is_llama_block(block: nn.Module) -> bool:
-    attn = getattr(block, "attention", None)
-    ffn = getattr(block, "feed_forward", None)
-    return (
-        attn is not None
-        and ffn is not None
-        and all(isinstance(getattr(attn, n, None), nn.Linear) for n in ATTENTION_LINEARS)
-        and all(isinstance(getattr(ffn, n, None), nn.Linear) for n in FFN_LINEARS)
-        and hasattr(attn, "n_heads")
-    )
+    return not llama_block_missing(block)
 
 
 def layer_blocks(model: nn.Module, prefix: str = "") -> list[str]:

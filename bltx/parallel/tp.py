@@ -24,6 +24,7 @@ from torch.distributed.tensor.parallel import (
 )
 
 from bltx.errors import ConfigError
+from bltx.parallel.plans import llama_block_missing
 
 
 def check_heads(n_heads: int, n_kv_heads: int, tp: int, where: str = "model") -> None:
@@ -100,16 +101,20 @@ def block_tp_plan(block: nn.Module, sequence_parallel: bool, float8_tensorwise: 
 def apply_tp_block(block: nn.Module, tp_mesh, *, sequence_parallel: bool = False,
                    float8_tensorwise: bool = False, where: str = "block") -> None:
     """Tensor-parallelize one Llama-style block in place."""
+    lacking = llama_block_missing(block)
+    if lacking:
+        raise ConfigError(
+            f"{where}: {type(block).__name__} is listed for tensor parallelism but is not a "
+            f"Llama-style block (bltx/protocols.py tp_attention/tp_feed_forward); missing: {', '.join(lacking)}"
+        )
     tp = tp_mesh.size()
     attn = block.attention
-    n_kv = getattr(attn, "n_kv_heads", None) or attn.n_heads
-    check_heads(attn.n_heads, n_kv, tp, where)
+    check_heads(attn.n_heads, attn.n_kv_heads, tp, where)
     parallelize_module(block, tp_mesh, block_tp_plan(block, sequence_parallel, float8_tensorwise))
     # The attention reshapes with its own head counts; after the column split each rank
     # holds only its share of the heads (head_dim is unchanged).
     attn.n_heads //= tp
-    if getattr(attn, "n_kv_heads", None):
-        attn.n_kv_heads //= tp
+    attn.n_kv_heads //= tp
 
 
 def apply_tp(model: nn.Module, plan, tp_mesh, *, float8_tensorwise: bool = False) -> None:
