@@ -139,7 +139,7 @@ def load_state(state: dict, path: str | Path) -> None:
 def save_failure(exc: BaseException, path: str | Path) -> BaseException:
     """What a failed `dcp.save` should raise: KeyboardInterrupt when a rank was interrupted
     (DCP wraps even that into its CheckpointException), else a one-line CheckpointError."""
-    failures = getattr(exc, "failures", {}) if isinstance(exc, CheckpointException) else {}
+    failures = exc.failures if isinstance(exc, CheckpointException) else {}
     if isinstance(exc, KeyboardInterrupt) or any(isinstance(f[0], KeyboardInterrupt) for f in failures.values()):
         return KeyboardInterrupt()
     return CheckpointError(
