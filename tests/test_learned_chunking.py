@@ -82,8 +82,9 @@ def test_eval_boundaries_are_deterministic_and_match_the_forward():
         a, b = model.patch(ids), model.patch(ids)
         assert torch.equal(a, b) and a[:, 0].all()
         out1 = model(ids)
+        realised = model.last_starts  # what the engine counts chunks from (no second pass)
         out2 = model(ids, starts=model.patch(ids, include_next=True))
-    assert torch.equal(out1, out2)
+    assert torch.equal(out1, out2) and torch.equal(realised, a)
     assert 0 < float(model.step_stats["boundary_rate"]) <= 1
 
 
@@ -128,7 +129,7 @@ def test_flops_count_realised_chunk_lengths():
     assert flops_per_byte(model, 4.0, 256, training=True)["total"] == pytest.approx(3 * at4["total"])
 
 
-def test_generation_recompute_path_is_exact():
+def test_generation_is_the_greedy_choice_on_each_prefix():
     from bltx.infer.generate import generate
 
     model = tiny().eval()
@@ -176,3 +177,4 @@ def test_forward_traces_as_one_graph_and_leaves_its_extras():
     out = torch.compile(model, fullgraph=True, backend="eager")(ids)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
     assert set(model.aux_losses) == {"ratio_loss"} and "boundary_rate" in model.step_stats
+    assert torch.equal(model.last_starts, model.patch(ids))

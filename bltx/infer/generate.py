@@ -5,7 +5,8 @@
 The cached path (`infer/cached.py`: prefill, then one byte per row through each component's
 cache protocol, bltx/model/cache.py) and full recomputation (`infer/recompute.py`) give the
 same greedy output; recomputation is used when a component lacks the protocol (or the patcher
-peeks at the byte it patches), with one notice naming the component.
+peeks at the byte it patches), with one notice naming the component. Learned chunking
+(`learned_blt`) has its own session (`infer/cached_learned.py`): boundaries decided online.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from bltx.bytes import BOS_ID, PAD_ID, encode
 from bltx.infer.cached import CachedBLT, cached_support
+from bltx.infer.cached_learned import CachedLearnedBLT, is_learned, learned_cached_support
 from bltx.infer.recompute import generate_recompute
 from bltx.infer.sampling import SamplingConfig, sample_next
 from bltx.infer.speculative import generate_speculative, speculative_support
@@ -70,11 +72,19 @@ def generate(
         device = next(model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
         checker = StopChecker(list(stop), len(ids))
-        reason = cached_support(model) if use_cache else "use_cache = False"
+        learned = is_learned(model)
+        support = learned_cached_support if learned else cached_support
+        reason = support(model) if use_cache else "use_cache = False"
         if reason is not None:
             if use_cache:
                 _notice_once(f"generating by full recomputation: {reason}")
             return generate_recompute(model, ids, max_new_bytes, sampling, checker, generator, on_byte)
+        if learned:
+            if speculative_k:
+                _notice_once("plain cached decoding: learned chunking has no draft model for speculative decoding")
+            if compile is True or compile == "on":
+                _notice_once("eager cached decoding: compiled steps exist for entropy-patched BLT only")
+            return _generate_learned(model, ids, max_new_bytes, sampling, checker, generator, on_byte)
         if speculative_k:
             why = speculative_support(model)
             if why is None:
@@ -117,11 +127,8 @@ def _generate_cached(model, prompts, max_new_bytes, sampling, stop, generator, o
     lengths are tracked on the host from those flags, so closing needs no extra sync."""
     device = next(model.parameters()).device
     batch = len(prompts)
-    lengths = torch.tensor([len(p) for p in prompts], device=device)
-    capacity = max(len(p) for p in prompts) + max_new_bytes
-    ids = torch.full((batch, max(len(p) for p in prompts)), PAD_ID, dtype=torch.long, device=device)
-    for row, p in enumerate(prompts):
-        ids[row, : len(p)] = p.to(device)
+    ids, lengths = _padded(prompts, device)
+    capacity = ids.shape[1] + max_new_bytes
     session = CachedBLT(model, batch, capacity, compiled)
     logits = session.prefill(ids, lengths)
     run, patches = session.host_state()
@@ -130,13 +137,7 @@ def _generate_cached(model, prompts, max_new_bytes, sampling, stop, generator, o
         nxt = sample_next(logits, sampling, generator)
         opens = session.feed(nxt)
         new, flags = torch.stack([nxt, opens.long()]).tolist()  # the one host sync per byte
-        for row in range(batch):
-            if stop.done[row]:
-                continue
-            outputs[row].append(new[row])
-            if on_byte is not None:
-                on_byte(row, new[row])
-            stop.update(row, new[row])
+        _record(new, outputs, stop, on_byte)
         if stop.all_done or step == max_new_bytes - 1:
             break
         run = [r + 1 for r in run]
@@ -150,5 +151,50 @@ def _generate_cached(model, prompts, max_new_bytes, sampling, stop, generator, o
             session.close(opens, span_bucket(max(run[row] for row in closing), capacity), bound)
             for row in closing:
                 run[row] = 0
+        logits = session.decode()
+    return [torch.tensor(o, dtype=torch.long) for o in outputs]
+
+
+def _record(new: list[int], outputs: list[list[int]], stop: StopChecker, on_byte) -> None:
+    """Append each running row's new byte, stream it, and update the stop rules."""
+    for row, byte in enumerate(new):
+        if stop.done[row]:
+            continue
+        outputs[row].append(byte)
+        if on_byte is not None:
+            on_byte(row, byte)
+        stop.update(row, byte)
+
+
+def _padded(prompts: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded prompt ids [B, T] and their lengths [B]."""
+    ids = torch.full((len(prompts), max(len(p) for p in prompts)), PAD_ID, dtype=torch.long, device=device)
+    for row, p in enumerate(prompts):
+        ids[row, : len(p)] = p.to(device)
+    return ids, torch.tensor([len(p) for p in prompts], device=device)
+
+
+def _generate_learned(model, prompts, max_new_bytes, sampling, stop, generator, on_byte):
+    """Learned chunking (infer/cached_learned.py): prefill all prompts at once, then one byte
+    per row per step; the host learns each new byte and whether it opened a chunk in one
+    transfer, and tracks chunk counts from those flags (the latent's attention bound)."""
+    device = next(model.parameters()).device
+    ids, lengths = _padded(prompts, device)
+    capacity = ids.shape[1] + max_new_bytes
+    session = CachedLearnedBLT(model, len(prompts), capacity)
+    logits = session.prefill(ids, lengths)
+    chunks = session.chunk_counts()
+    outputs: list[list[int]] = [[] for _ in prompts]
+    for step in range(max_new_bytes):
+        nxt = sample_next(logits, sampling, generator)
+        opens = session.feed(nxt)
+        new, flags = torch.stack([nxt, opens.long()]).tolist()  # the one host sync per byte
+        _record(new, outputs, stop, on_byte)
+        if stop.all_done or step == max_new_bytes - 1:
+            break
+        if any(flags):
+            chunks = [n + f for n, f in zip(chunks, flags)]
+            # The latent reads the chunks so far (a power of two above the most), not its capacity.
+            session.open_chunks(opens, span_bucket(max(max(chunks), 16), capacity))
         logits = session.decode()
     return [torch.tensor(o, dtype=torch.long) for o in outputs]

@@ -12,6 +12,11 @@ Two stages, so a chunker can sit between them (bltx/model/learned_blt.py):
     chunks = encoder.downsample(h, patch_ids, P)      # [B, P, latent_dim]
 `forward(h, patch_ids, P)` runs both and fulfils the Encoder contract, so the encoder also
 fits a BLT with any patcher.
+
+Cached generation (bltx/model/cache.py) steps the byte layers only (`prefill_bytes`, `step`);
+a chunk is `downsample` of one byte state, so it needs no cache of its own. There is no
+`close` yet (BLT's patch-closing step; it would need each open patch's first byte state): a
+BLT that pairs this encoder with a patcher generates by recomputation.
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ import torch
 from torch import nn
 
 from bltx.model import flop_math
+from bltx.model.cache import StackCache, prefill_stack
 from bltx.model.chunking import chunk_start_positions, gather_rows
 from bltx.model.init import init_linear
-from bltx.model.transformer import LocalDims, make_layers, run_layers
+from bltx.model.local_encoder import ByteStackEncoder
+from bltx.model.transformer import LocalDims, run_layers, step_layers
 from bltx.registry import register
 
 
 @register("encoder", "byte_layers")
-class ByteLayersEncoder(nn.Module):
+class ByteLayersEncoder(ByteStackEncoder):
     """Byte transformer + first-byte downsampling. Context: `latent_dim`, `backend`."""
 
     @dataclass
@@ -39,12 +46,7 @@ class ByteLayersEncoder(nn.Module):
         n_heads: int = 16
 
     def __init__(self, cfg: Config, latent_dim: int, backend, **context):
-        super().__init__()
-        self.cfg = cfg
-        self.dim = cfg.dim
-        self.latent_dim = latent_dim
-        self.backend = backend
-        self.layers = make_layers(cfg)
+        super().__init__(cfg, latent_dim, backend)
         self.out_proj = nn.Linear(cfg.dim, latent_dim, bias=False) if cfg.dim != latent_dim else None
 
     def encode_bytes(self, h: torch.Tensor) -> torch.Tensor:
@@ -63,6 +65,23 @@ class ByteLayersEncoder(nn.Module):
             layer.init_weights()
         if self.out_proj is not None:
             init_linear(self.out_proj)
+
+    # -- cached generation (bltx/model/cache.py) ----------------------------------------------
+
+    def init_cache(self, batch: int, capacity: int) -> StackCache:
+        return self.stack_cache(batch, capacity)
+
+    def prefill_bytes(self, h: torch.Tensor, lengths: torch.Tensor, cache: StackCache) -> torch.Tensor:
+        """`encode_bytes` over right-padded prompts, filling the byte layers' cache."""
+        return prefill_stack(self.layers, cache, lengths, lambda: self.encode_bytes(h))
+
+    def prefill(self, h, patch_ids, num_patches: int, lengths: torch.Tensor, cache: StackCache):
+        h = self.prefill_bytes(h, lengths, cache)
+        return h, self.downsample(h, patch_ids, num_patches)
+
+    def step(self, h: torch.Tensor, cache: StackCache) -> torch.Tensor:
+        """T new bytes per row, h [B, T, dim] -> their byte states [B, T, dim]."""
+        return step_layers(self.layers, h, cache)
 
     def forward_flops(self, seq_len: int, patch_len: float) -> float:
         """Forward FLOPs per byte: the byte layers, and the projection of each chunk."""

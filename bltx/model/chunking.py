@@ -113,14 +113,30 @@ class CosineRouter(nn.Module):
                 patch_ids: torch.Tensor, first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(z [B, P, latent_dim] smoothed chunk states, u [B, T, dim] what each byte adds to
         its residual stream). `first` [B, P]: each chunk's first byte."""
-        P = zhat.shape[1]
-        p_chunk = p.gather(1, first).unsqueeze(-1)  # [B, P, 1]; padding chunks read p_0 = 1
-        # EMA as a linear scan over chunks (fp32: the product of gates must not underflow).
-        z = linear_scan((1.0 - p_chunk).expand_as(zhat), p_chunk * zhat.float()).to(zhat.dtype)
-        conf = torch.where(starts, p, 1.0 - p)
-        per_chunk = self.up(z)  # project per chunk, then copy to the chunk's bytes
-        u = gather_rows(per_chunk, patch_ids.clamp(max=P - 1)) * ste(conf).unsqueeze(-1).to(per_chunk.dtype)
+        z, u, _, _ = self.dechunk_parts(zhat, p, starts, patch_ids, first)
         return z, u
+
+    def dechunk_parts(self, zhat, p, starts, patch_ids, first):
+        """`dechunk` and what a generation cache keeps of it: (z, u, the fp32 EMA states,
+        their up-projections [B, P, dim])."""
+        z32 = self.smooth(zhat, p.gather(1, first).unsqueeze(-1))
+        z = z32.to(zhat.dtype)
+        per_chunk = self.up(z)
+        return z, self.upsample(per_chunk, p, starts, patch_ids), z32, per_chunk
+
+    def smooth(self, zhat: torch.Tensor, p_chunk: torch.Tensor) -> torch.Tensor:
+        """The EMA over chunks, fp32 [B, P, latent_dim]; p_chunk [B, P, 1] is each chunk's
+        opening probability (padding chunks read p_0 = 1). A linear scan in fp32: the
+        product of gates must not underflow."""
+        return linear_scan((1.0 - p_chunk).expand_as(zhat), p_chunk * zhat.float())
+
+    def upsample(self, per_chunk: torch.Tensor, p: torch.Tensor, starts: torch.Tensor,
+                 patch_ids: torch.Tensor) -> torch.Tensor:
+        """Each byte reads its chunk's projected state (per_chunk [B, P, dim], projected once
+        per chunk, then copied to the chunk's bytes), scaled by STE(c_t)."""
+        conf = torch.where(starts, p, 1.0 - p)
+        rows = gather_rows(per_chunk, patch_ids.clamp(max=per_chunk.shape[1] - 1))
+        return rows * ste(conf).unsqueeze(-1).to(per_chunk.dtype)
 
     def aux(self, p: torch.Tensor, starts: torch.Tensor) -> tuple[dict, dict]:
         """(aux losses, statistics) of one forward: the weighted ratio loss; F and G."""
@@ -129,6 +145,74 @@ class CosineRouter(nn.Module):
         loss = ratio_loss(rate, prob, self.cfg.target_length)
         return ({"ratio_loss": self.cfg.ratio_loss_weight * loss},
                 {"boundary_rate": rate.detach(), "boundary_prob": prob.detach()})
+
+    # -- cached generation (bltx/model/cache.py) ----------------------------------------------
+    # Per row: the last byte's key (p_t reads it), the chunks opened so far (the cap), the open
+    # chunk's EMA state (fp32, as the scan keeps it) and its up-projection, and the last
+    # byte's p and decision (its confidence scales what it reads). Per byte:
+    #     opens = chunker.step(h, c)          # route the new byte
+    #     z = chunker.merge(zhat, opens, c)   # rows that opened a chunk: the latent's output in
+    #     u = chunker.upsample_step(c)        # what the byte adds to its residual stream
+
+    def init_cache(self, batch: int, capacity: int) -> dict:
+        like = self.up.weight
+        f32 = dict(dtype=torch.float32, device=like.device)
+        return {"key": torch.zeros(batch, self.dim, **f32), "p": torch.ones(batch, **f32),
+                "opens": torch.ones(batch, dtype=torch.bool, device=like.device),
+                "chunks": torch.zeros(batch, dtype=torch.long, device=like.device),
+                "z": torch.zeros(batch, self.latent_dim, **f32),
+                "up": torch.zeros(batch, self.dim, dtype=like.dtype, device=like.device), "max_chunks": None}
+
+    def prefill(self, h: torch.Tensor, lengths: torch.Tensor, max_chunks: int | None,
+                cache: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded byte states h [B, T, dim] -> (p [B, T], starts [B, T]) as the model's
+        forward decides them (at most `max_chunks` per row, None: no cap)."""
+        T = h.shape[1]
+        p = self.probabilities(h)
+        starts = cap_starts(p >= 0.5, max_chunks or T)
+        last = (lengths - 1)[:, None]
+        cache["key"].copy_(gather_rows(self.wk(h).float(), last)[:, 0])
+        cache["chunks"].copy_((starts & (torch.arange(T, device=h.device)[None] <= last)).sum(-1))
+        cache["max_chunks"] = max_chunks
+        return p, starts
+
+    def prefill_dechunk(self, zhat, p, starts, patch_ids, first, counts: torch.Tensor, cache: dict):
+        """`dechunk` over the prompt; keeps each row's state after its counts[b] chunks."""
+        z, u, z32, per_chunk = self.dechunk_parts(zhat, p, starts, patch_ids, first)
+        last = (counts - 1).clamp(min=0)[:, None]
+        cache["z"].copy_(gather_rows(z32, last)[:, 0])
+        cache["up"].copy_(gather_rows(per_chunk, last)[:, 0])
+        return z, u
+
+    def step(self, h: torch.Tensor, cache: dict) -> torch.Tensor:
+        """The new byte's state h [B, 1, dim] -> whether it opens a chunk, [B] bool."""
+        q, k = self.wq(h[:, 0]).float(), self.wk(h[:, 0]).float()
+        cos = F.cosine_similarity(q, cache["key"], dim=-1, eps=1e-6)
+        p = ((1.0 - cos) * 0.5).clamp(0.0, 1.0)
+        opens = p >= 0.5
+        if cache["max_chunks"] is not None:  # cap_starts: once max_chunks are open, no more
+            opens = opens & (cache["chunks"] < cache["max_chunks"])
+        cache["key"].copy_(k)
+        cache["p"].copy_(p)
+        cache["opens"].copy_(opens)
+        cache["chunks"].add_(opens.long())
+        return opens
+
+    def merge(self, zhat: torch.Tensor, opens: torch.Tensor, cache: dict) -> torch.Tensor:
+        """Rows `opens` take the latent's output zhat [B, 1, latent_dim] into the EMA (one
+        step of `smooth`'s recurrence) -> the smoothed state z [B, 1, latent_dim]."""
+        p = cache["p"][:, None]
+        z32 = torch.where(opens[:, None], (1.0 - p) * cache["z"] + p * zhat[:, 0].float(), cache["z"])
+        cache["z"].copy_(z32)
+        z = z32.to(zhat.dtype)
+        cache["up"].copy_(torch.where(opens[:, None], self.up(z), cache["up"]))
+        return z[:, None]
+
+    def upsample_step(self, cache: dict) -> torch.Tensor:
+        """What the last stepped byte adds to its residual stream, [B, 1, dim]."""
+        up = cache["up"][:, None]
+        zeros = torch.zeros_like(cache["chunks"])[:, None]  # each row reads its one open chunk
+        return self.upsample(up, cache["p"][:, None], cache["opens"][:, None], zeros)
 
     def init_weights(self) -> None:
         # Zero: the decoder starts from the encoder's byte states alone (plus its own

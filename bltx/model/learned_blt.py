@@ -16,8 +16,12 @@ reads the chunk holding t, which started at or before t, both through the residu
 byte layers are causal. So, unlike BLT's pooled patches, a byte may read its own chunk.
 
 Training extras: each forward leaves `aux_losses` (the weighted ratio loss, added to the
-loss by the trainer) and `step_stats` (boundary rate F, mean probability G) on the module.
-`patch(ids)` returns the boundaries for statistics (the engine counts patches with it).
+loss by the trainer), `step_stats` (boundary rate F, mean probability G, scalars) and
+`last_starts` (bool [B, T], the chunk starts it realised) on the module. So the engine counts
+chunks from the forward it ran anyway; `patch(ids)` runs embedder, encoder and router once more
+and is for callers without a forward (statistics, pictures).
+
+Generation: bltx/infer/cached_learned.py steps every part through its cache protocol.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class LearnedChunkBLT(nn.Module):
         self.static_patch_axis = False
         self.aux_losses: dict[str, torch.Tensor] = {}
         self.step_stats: dict[str, torch.Tensor] = {}
+        self.last_starts: torch.Tensor | None = None
         if not any(p.is_meta for p in self.parameters()):
             self.init_weights()
 
@@ -130,6 +135,7 @@ class LearnedChunkBLT(nn.Module):
         zhat = self.latent(self.encoder.downsample(h, patch_ids, P))
         z, u = self.chunker.dechunk(zhat, p, b, patch_ids, chunk_start_positions(patch_ids, P))
         self.aux_losses, self.step_stats = self.chunker.aux(p, b)
+        self.last_starts = b
         return self.decoder(h + u, z, patch_ids)
 
     # -- weights, FLOPs ---------------------------------------------------------------------

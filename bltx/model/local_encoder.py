@@ -29,12 +29,30 @@ def patch_query_groups(batch: int, num_patches: int, k: int, device) -> torch.Te
     return torch.arange(num_patches, device=device).repeat_interleave(k).expand(batch, -1)
 
 
-@register("encoder", "local")
-class LocalEncoder(nn.Module):
-    """Byte transformer + patch cross-attention. forward(h, patch_ids, P) -> (h, patches).
+class ByteStackEncoder(nn.Module):
+    """What every local encoder shares: its sizes, the byte transformer `layers` (built first,
+    so parameter names and order stay those of the checkpoints) and that stack's cache.
 
     Context: `latent_dim` (width of the latent input), `backend` (attention backend).
     """
+
+    def __init__(self, cfg: LocalDims, latent_dim: int, backend):
+        super().__init__()
+        self.cfg = cfg
+        self.dim = cfg.dim
+        self.latent_dim = latent_dim
+        self.backend = backend
+        self.layers = make_layers(cfg)
+
+    def stack_cache(self, batch: int, capacity: int) -> StackCache:
+        """The byte layers' keys/values: a ring of `window` (+ spare) slots when windowed."""
+        like = self.layers["0"].attention.wq.weight
+        return StackCache(len(self.layers), self.cfg, batch, capacity, self.cfg.window, like)
+
+
+@register("encoder", "local")
+class LocalEncoder(ByteStackEncoder):
+    """Byte transformer + patch cross-attention. forward(h, patch_ids, P) -> (h, patches)."""
 
     @dataclass
     class Config(LocalDims):
@@ -50,12 +68,7 @@ class LocalEncoder(nn.Module):
         pooling: Literal["max", "mean"] = "max"
 
     def __init__(self, cfg: Config, latent_dim: int, backend, **context):
-        super().__init__()
-        self.cfg = cfg
-        self.dim = cfg.dim
-        self.latent_dim = latent_dim
-        self.backend = backend
-        self.layers = make_layers(cfg)
+        super().__init__(cfg, latent_dim, backend)
         k = cfg.cross_attn_k
         self.patch_proj = nn.Linear(cfg.dim, cfg.dim * k, bias=False)
         where = range(cfg.n_layers) if cfg.cross_attn_all_layers else [cfg.n_layers - 1]
@@ -103,8 +116,7 @@ class LocalEncoder(nn.Module):
         like = self.patch_proj.weight
         states = {name: torch.zeros(batch, capacity, self.cfg.dim, dtype=like.dtype, device=like.device)
                   for name in self.cross_attn}
-        return {"stack": StackCache(len(self.layers), self.cfg, batch, capacity, self.cfg.window, like),
-                "states": states}
+        return {"stack": self.stack_cache(batch, capacity), "states": states}
 
     def prefill(self, h, patch_ids, num_patches: int, lengths: torch.Tensor, cache: dict):
         crossed = {name: self.layers[name] for name in self.cross_attn}
