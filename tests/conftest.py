@@ -25,6 +25,35 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def random_blt(patcher: dict, seed: int = 0, *, latent: dict | None = None, all_layers: bool = True,
+               ngram_sizes: tuple[int, ...] = (3, 5), encoder_window: int = 24, decoder_window: int | None = None):
+    """A tiny float64 BLT in eval mode for generation tests. Large random weights (std 0.3):
+    sharp, varied predictions, so greedy paths and patch boundaries depend on every
+    component and a wrong cache shows up at once. Small windows make the ring caches wrap."""
+    import torch
+
+    import bltx
+
+    decoder = {"type": "local", "dim": 32, "n_layers": 2, "n_heads": 2, "cross_attn_k": 2,
+               "cross_attn_all_layers": all_layers}
+    if decoder_window is not None:
+        decoder["window"] = decoder_window
+    table = {
+        "type": "blt",
+        "patcher": patcher,
+        "byte_embedder": {"type": "hash_ngram", "hash_vocab": 97, "ngram_sizes": list(ngram_sizes)},
+        "encoder": {"type": "local", "dim": 32, "n_layers": 2, "n_heads": 2, "window": encoder_window,
+                    "cross_attn_k": 2, "cross_attn_all_layers": all_layers},
+        "latent": latent or {"type": "transformer", "dim": 48, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2},
+        "decoder": decoder,
+    }
+    torch.manual_seed(seed)
+    model = bltx.build_model(table).double()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    return model.eval()
+
+
 def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300, env: dict | None = None):
     """Run `python -m bltx.run ARGS` in a subprocess; returns CompletedProcess."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}

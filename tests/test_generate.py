@@ -6,12 +6,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-import bltx
 from bltx.bytes import EOS_ID, OFFSET, encode
 from bltx.infer import SamplingConfig, generate
 from bltx.infer.sampling import sample_next
 from bltx.patching import Patcher
 from bltx.registry import get_registry, register
+from conftest import random_blt
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -24,26 +24,6 @@ def one_thread():
 
 
 TINY_ENTROPY = {"type": "transformer", "dim": 32, "n_layers": 2, "n_heads": 2, "window": 16}
-
-
-def tiny_model(patcher: dict, seed: int = 0, all_layers: bool = True):
-    table = {
-        "type": "blt",
-        "patcher": patcher,
-        "byte_embedder": {"type": "hash_ngram", "hash_vocab": 97, "ngram_sizes": [3, 5]},
-        "encoder": {"type": "local", "dim": 32, "n_layers": 2, "n_heads": 2, "window": 24,
-                    "cross_attn_k": 2, "cross_attn_all_layers": all_layers},
-        "latent": {"type": "transformer", "dim": 48, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2},
-        "decoder": {"type": "local", "dim": 32, "n_layers": 2, "n_heads": 2, "cross_attn_k": 2,
-                    "cross_attn_all_layers": all_layers},
-    }
-    torch.manual_seed(seed)
-    model = bltx.build_model(table).double()
-    # Large random weights: sharp, varied predictions, so greedy paths and patch boundaries
-    # depend on every component (a wrong cache shows up at once).
-    for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.3)
-    return model.eval()
 
 
 PATCHERS = {
@@ -61,7 +41,7 @@ def patch_stats(model, ids: torch.Tensor) -> tuple[int, int]:
 
 @pytest.mark.parametrize("name", list(PATCHERS))
 def test_cached_greedy_equals_recompute(name):
-    model = tiny_model(PATCHERS[name])
+    model = random_blt(PATCHERS[name])
     # Lengths 1..4 put the last prompt byte on every phase of a stride-3 patching, so some
     # prompts end exactly where a patch begins and some where the next byte opens one.
     prompts = ["a", "ab", "abc", "abcd", "The cat sat on the mat. ", "x  y"]
@@ -78,7 +58,7 @@ def test_cached_greedy_equals_recompute(name):
 
 
 def test_batch_rows_match_single_prompts():
-    model = tiny_model(PATCHERS["entropy"], seed=1)
+    model = random_blt(PATCHERS["entropy"], seed=1)
     prompts = ["Hi", "Longer prompt here", "z"]
     batched = generate(model, prompts, 40)
     for prompt, out in zip(prompts, batched):
@@ -87,14 +67,14 @@ def test_batch_rows_match_single_prompts():
 
 
 def test_encoder_cross_attn_last_layer_only():
-    model = tiny_model(PATCHERS["entropy"], seed=2, all_layers=False)
+    model = random_blt(PATCHERS["entropy"], seed=2, all_layers=False)
     a = generate(model, ["abc", "hello"], 50, use_cache=True)
     b = generate(model, ["abc", "hello"], 50, use_cache=False)
     assert [x.tolist() for x in a] == [x.tolist() for x in b]
 
 
 def test_stop_strings_and_budget():
-    model = tiny_model(PATCHERS["static"])
+    model = random_blt(PATCHERS["static"])
     free = generate(model, ["abc"], 30, sampling=SamplingConfig(allow_eos=False))[0]
     text = bytes(i - OFFSET for i in free.tolist())
     stop = text[5:7]  # a string that greedy decoding will produce
@@ -157,7 +137,7 @@ def test_peeking_patcher_falls_back_to_recompute(capsys, peeking_registered, mon
 
     module = importlib.import_module("bltx.infer.generate")  # the module, not the function
     monkeypatch.setattr(module, "_warned", set())  # notices other tests already gave
-    model = tiny_model({"type": "test_peeking"})
+    model = random_blt({"type": "test_peeking"})
     a = generate(model, ["a b c"], 20)
     b = generate(model, ["a b c"], 20)
     assert a[0].tolist() == b[0].tolist()

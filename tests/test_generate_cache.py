@@ -8,40 +8,20 @@ import importlib
 import pytest
 import torch
 
-import bltx
 import plugins.gru_latent  # noqa: F401  (registers latent "gru": a one-file plugin that caches)
 from bltx.bytes import encode
 from bltx.infer import SamplingConfig, generate
 from bltx.infer.cached import CachedBLT
-from test_generate import TINY_ENTROPY
+from conftest import random_blt
+from test_generate import TINY_ENTROPY, one_thread  # noqa: F401 (autouse fixture)
 
 GREEDY = SamplingConfig(allow_eos=False)
 PROMPTS = ["a", "ab", "abc", "abcd", "abcde", "x  y z. ", "The cat sat."]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def model_with(patcher: dict, latent: dict | None = None, seed: int = 0):
-    table = {
-        "type": "blt",
-        "patcher": patcher,
-        "byte_embedder": {"type": "hash_ngram", "hash_vocab": 97, "ngram_sizes": [2, 4]},
-        "encoder": {"type": "local", "dim": 32, "n_layers": 2, "n_heads": 2, "window": 5,
-                    "cross_attn_k": 2, "cross_attn_all_layers": True},
-        "latent": latent or {"type": "transformer", "dim": 48, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2},
-        "decoder": {"type": "local", "dim": 32, "n_layers": 2, "n_heads": 2, "window": 7, "cross_attn_k": 2},
-    }
-    torch.manual_seed(seed)
-    model = bltx.build_model(table).double()
-    for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.3)
-    return model.eval()
+    """The generation tests' random BLT with windows shorter than the prompts (caches wrap)."""
+    return random_blt(patcher, seed, latent=latent, ngram_sizes=(2, 4), encoder_window=5, decoder_window=7)
 
 
 PATCHERS = {
