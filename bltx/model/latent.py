@@ -15,6 +15,7 @@ from torch import nn
 
 from bltx.model import flop_math
 from bltx.model.cache import StackCache, prefill_stack
+from bltx.model.init import init_children
 from bltx.model.norm import RMSNorm
 from bltx.model.transformer import TransformerDims, make_layers, run_layers, step_layers
 from bltx.registry import register
@@ -62,10 +63,7 @@ class LatentTransformer(nn.Module):
         return self.norm(x) if self.norm is not None else x
 
     def init_weights(self) -> None:
-        for layer in self.layers.values():
-            layer.init_weights()
-        if self.norm is not None:
-            self.norm.init_weights()
+        init_children(self)  # every layer, then the final norm
 
     def forward_flops(self, seq_len: int, patch_len: float) -> float:
         """Forward FLOPs per patch; each patch attends to the sequence's seq_len / patch_len."""

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bltx.model.cache import capture_inputs
-from bltx.model.init import init_linear
+from bltx.model.init import init_children, init_linear
 from bltx.model.mlp import FeedForward, default_ffn_dim
 from bltx.model.norm import RMSNorm
 from bltx.registry import register
@@ -176,10 +176,7 @@ class RecurrentLatent(nn.Module):
         return self.norm(x) if self.norm is not None else x
 
     def init_weights(self) -> None:
-        for layer in self.layers.values():
-            layer.init_weights()
-        if self.norm is not None:
-            self.norm.init_weights()
+        init_children(self)  # every layer, then the final norm
 
     def forward_flops(self, seq_len: int, patch_len: float) -> float:
         """Forward FLOPs per patch with P = seq_len / patch_len patches in the sequence: 2 per
