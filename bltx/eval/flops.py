@@ -51,8 +51,7 @@ def measure_mean_patch_length(model: torch.nn.Module, batches) -> float:
     n_bytes, n_patches = 0, 0
     for batch in batches:
         ids = batch["ids"]
-        ent = batch.get("entropies")
-        starts = model.patch(ids) if ent is None else model.patch(ids, entropies=ent)
+        starts = model.patch(ids, entropies=batch.get("entropies"))
         n_bytes += ids.numel()
         n_patches += int(starts[:, : ids.shape[1]].sum())
     return n_bytes / max(1, n_patches)
