@@ -17,6 +17,7 @@ from bltx.config import load_recipe
 from bltx.infer import SamplingConfig, generate
 from bltx.infer.cached_learned import CachedLearnedBLT
 from conftest import run_cli
+from test_generate import one_thread  # noqa: F401  (autouse: byte steps run on one thread)
 from test_learned_chunking import TINY_LEARNED
 
 GREEDY = SamplingConfig(allow_eos=False)
@@ -24,14 +25,6 @@ GREEDY = SamplingConfig(allow_eos=False)
 # short, so one batch holds rows at very different positions.
 PROMPTS = ["First Citizen: Before we proceed any further, hear me speak. All: Speak, speak.",
            "ab", "To be, or not"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def random_model(latent: str, max_patches: int | None, seed: int = 0):

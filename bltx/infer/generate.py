@@ -125,22 +125,16 @@ def _generate_cached(model, prompts, max_new_bytes, sampling, stop, generator, o
     """Prefill all prompts at once (right-padded), then one byte per row per step. The host
     learns each new byte and whether the byte after it opens a patch in one transfer; patch
     lengths are tracked on the host from those flags, so closing needs no extra sync."""
-    device = next(model.parameters()).device
     batch = len(prompts)
-    ids, lengths = _padded(prompts, device)
+    ids, lengths = _padded(prompts, next(model.parameters()).device)
     capacity = ids.shape[1] + max_new_bytes
     session = CachedBLT(model, batch, capacity, compiled)
     logits = session.prefill(ids, lengths)
     run, patches = session.host_state()
-    outputs: list[list[int]] = [[] for _ in range(batch)]
-    for step in range(max_new_bytes):
-        nxt = sample_next(logits, sampling, generator)
-        opens = session.feed(nxt)
-        new, flags = torch.stack([nxt, opens.long()]).tolist()  # the one host sync per byte
-        _record(new, outputs, stop, on_byte)
-        if stop.all_done or step == max_new_bytes - 1:
-            break
-        run = [r + 1 for r in run]
+
+    def close(opens: torch.Tensor, flags: list[int]) -> None:
+        for row in range(batch):
+            run[row] += 1
         closing = [row for row in range(batch) if flags[row]]
         if closing:
             for row in closing:
@@ -151,6 +145,23 @@ def _generate_cached(model, prompts, max_new_bytes, sampling, stop, generator, o
             session.close(opens, span_bucket(max(run[row] for row in closing), capacity), bound)
             for row in closing:
                 run[row] = 0
+
+    return _byte_loop(session, logits, batch, max_new_bytes, sampling, stop, generator, on_byte, close)
+
+
+def _byte_loop(session, logits, batch, max_new_bytes, sampling, stop, generator, on_byte, boundaries):
+    """The per-byte loop of a cached session: sample, `feed` (the new bytes and the session's
+    boundary flags reach the host in one transfer, the one sync per byte), record,
+    `boundaries(opens, flags)` (the session's patch or chunk work), decode."""
+    outputs: list[list[int]] = [[] for _ in range(batch)]
+    for step in range(max_new_bytes):
+        nxt = sample_next(logits, sampling, generator)
+        opens = session.feed(nxt)
+        new, flags = torch.stack([nxt, opens.long()]).tolist()
+        _record(new, outputs, stop, on_byte)
+        if stop.all_done or step == max_new_bytes - 1:
+            break
+        boundaries(opens, flags)
         logits = session.decode()
     return [torch.tensor(o, dtype=torch.long) for o in outputs]
 
@@ -178,23 +189,17 @@ def _generate_learned(model, prompts, max_new_bytes, sampling, stop, generator, 
     """Learned chunking (infer/cached_learned.py): prefill all prompts at once, then one byte
     per row per step; the host learns each new byte and whether it opened a chunk in one
     transfer, and tracks chunk counts from those flags (the latent's attention bound)."""
-    device = next(model.parameters()).device
-    ids, lengths = _padded(prompts, device)
+    batch = len(prompts)
+    ids, lengths = _padded(prompts, next(model.parameters()).device)
     capacity = ids.shape[1] + max_new_bytes
-    session = CachedLearnedBLT(model, len(prompts), capacity)
+    session = CachedLearnedBLT(model, batch, capacity)
     logits = session.prefill(ids, lengths)
     chunks = session.chunk_counts()
-    outputs: list[list[int]] = [[] for _ in prompts]
-    for step in range(max_new_bytes):
-        nxt = sample_next(logits, sampling, generator)
-        opens = session.feed(nxt)
-        new, flags = torch.stack([nxt, opens.long()]).tolist()  # the one host sync per byte
-        _record(new, outputs, stop, on_byte)
-        if stop.all_done or step == max_new_bytes - 1:
-            break
+
+    def open_chunks(opens: torch.Tensor, flags: list[int]) -> None:
         if any(flags):
-            chunks = [n + f for n, f in zip(chunks, flags)]
+            chunks[:] = [n + f for n, f in zip(chunks, flags)]
             # The latent reads the chunks so far (a power of two above the most), not its capacity.
             session.open_chunks(opens, span_bucket(max(max(chunks), 16), capacity))
-        logits = session.decode()
-    return [torch.tensor(o, dtype=torch.long) for o in outputs]
+
+    return _byte_loop(session, logits, batch, max_new_bytes, sampling, stop, generator, on_byte, open_chunks)

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bltx.errors import ConfigError
-from bltx.model.attention import attention_backend, check_backend_name
+from bltx.model.assembly import ByteLatentConfig, count_params
+from bltx.model.attention import attention_backend
 from bltx.model.blt import _built
 from bltx.model.chunking import cap_starts, chunk_start_positions
 from bltx.patching.base import starts_to_patch_ids
@@ -56,21 +57,11 @@ class LearnedChunkBLT(nn.Module):
     """BLT whose patches are learned chunks (see module doc)."""
 
     @dataclass
-    class Config:
-        byte_embedder: dict = component("byte_embedder", {"type": "hash_ngram"})
+    class Config(ByteLatentConfig):
+        # The parts around the latent, max_patches (here: at most P chunks per sequence,
+        # bltx/model/chunking.py, cap_starts) and attention: bltx/model/assembly.py.
         encoder: dict = component("encoder", {"type": "byte_layers"})
         chunker: dict = component("chunker", {"type": "cosine"})
-        latent: dict = component("latent", {"type": "transformer"})
-        decoder: dict = component("decoder", {"type": "local"})
-        # Static chunk count P of the padded chunk axis (None -> the sequence length); a
-        # sequence keeps at most P chunks (bltx/model/chunking.py, cap_starts).
-        max_patches: int | None = None
-        attention: str = "sdpa"
-
-        def __post_init__(self):
-            if self.max_patches is not None and self.max_patches < 1:
-                raise ValueError(f"max_patches must be >= 1, got {self.max_patches}")
-            check_backend_name(self.attention)
 
     def __init__(self, cfg: Config, **context):
         super().__init__()
@@ -156,9 +147,4 @@ class LearnedChunkBLT(nn.Module):
         }
 
     def num_params(self, by_component: bool = True, trainable_only: bool = False) -> dict[str, int] | int:
-        def count(m: nn.Module) -> int:
-            return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable_only)
-
-        counts = {name: count(getattr(self, name)) for name in PARTS}
-        counts["total"] = sum(counts.values())
-        return counts if by_component else counts["total"]
+        return count_params(self, PARTS, by_component, trainable_only)
