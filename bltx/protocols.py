@@ -50,7 +50,8 @@ needs=)`; never by ad-hoc getattr):
   tp_feed_forward (n_heads, n_kv_heads, nn.Linear wq wk wv wo) and `.feed_forward` (nn.Linear
                   w1 w2 w3); the default plan finds such blocks (bltx/parallel/plans.py).
   cached_step     init_cache / prefill / step: incremental generation (bltx/model/cache.py has
-                  each slot's arguments); an encoder also close(), a decoder set_patch().
+                  each slot's arguments); an encoder also close(), a decoder set_patch();
+                  `missing_cached(part, slot)` names what a part lacks.
 """
 
 from __future__ import annotations
