@@ -5,8 +5,10 @@
     starts = model.patch(ids)                    # bool [B, T], for patch statistics
     logits = model(ids, starts=starts)           # or patch_lengths=[B, P] / entropies=[B, T]
 
-Patch counts are padded to a static P (`max_patches`, default T) so the forward compiles
-with fullgraph=True. Padding patches have zero queries and are never read by real bytes.
+The patch axis is sized to the batch's real patch count, passed to `forward_patched` (the
+compile unit) as a dynamic size, so compiled and eager do no work on padding patches. A
+caller who compiles the whole forward, patcher included, gets the static `max_patches`
+(default T) instead. Padding patches have zero queries and are never read by real bytes.
 
 Which latent state a byte reads (decoder cross-attention), for byte t:
   - lookahead (HF/BLT convention; patchers whose starts[t] depends on ids[:t] only, e.g.
@@ -28,7 +30,7 @@ from torch import nn
 from bltx.bytes import PAD_ID
 from bltx.errors import ConfigError
 from bltx.model.attention import attention_backend, check_backend_name
-from bltx.patching.base import check_max_patches, lengths_to_starts, starts_to_patch_ids
+from bltx.patching.base import lengths_to_starts, starts_to_patch_ids
 from bltx.protocols import FlopTerm, check
 from bltx.registry import build, register, validate
 from bltx.schema import component
@@ -96,9 +98,6 @@ class BLT(nn.Module):
         # The patcher is not trained (as in BLT/HF): freeze whatever parameters it has.
         self.patcher.requires_grad_(False)
         self.patcher.eval()
-        # True: keep the patch axis at max_patches in eager forwards too. Set by the parallel
-        # plan when blocks are compiled one by one (their inputs must keep one shape).
-        self.static_patch_axis = False
         lookahead = cfg.decoder_lookahead
         self.decoder_lookahead = bool(self.patcher.predicts_next_start) if lookahead is None else lookahead
 
@@ -142,26 +141,36 @@ class BLT(nn.Module):
         """ids [B, T] -> next-byte logits [B, T, 260]. `starts` ([B, T] or [B, T+1]) or
         `patch_lengths` ([B, *], zero-padded) bypass the patcher; `entropies` [B, T] feed it."""
         T = ids.shape[1]
-        P = self.max_patches or T
         starts_ext = self._starts(ids, starts, patch_lengths, entropies)
-        if not torch.compiler.is_compiling():
-            if self.static_patch_axis:
-                check_max_patches(starts_ext[:, :T], P)
-            else:
-                # Eager: size the patch axis to the batch's real patch count. Padding patches
-                # are never read, so results are identical, and the latent skips up to T - P
-                # dead positions; a window with more than max_patches patches is simply
-                # computed exactly (max_patches bounds compiled graphs only). Compiled graphs
-                # keep the static P (no data-dependent shapes), and so do eager roots around
-                # compiled blocks (static_patch_axis), where a window over P is an error.
-                P = int(starts_ext[:, :T].sum(dim=-1).max())
+        if torch.compiler.is_compiling():
+            # The caller compiled the whole forward, patcher included: a traced graph cannot
+            # be sized by data, so the patch axis is the static max_patches (padding patches
+            # are never read by real bytes).
+            slots = ids.new_zeros(ids.shape[0], self.max_patches or T, dtype=torch.bool)
+        else:
+            # Size the patch axis to the batch's real patch count (one host read): nothing
+            # is spent on padding patches, and a window with more than max_patches patches
+            # is computed exactly (max_patches bounds whole-forward graphs only).
+            num_patches = max(int(starts_ext[:, :T].sum(dim=-1).max()), 1)
+            slots = ids.new_zeros(ids.shape[0], num_patches, dtype=torch.bool)
+            # The compiled region (`forward_patched`, the plan's compiled_root) reads the
+            # patch count as this size, marked dynamic: one graph serves every count, with
+            # no recompile as batches change (an int argument would compile twice).
+            torch._dynamo.maybe_mark_dynamic(slots, 1)
+        return self.forward_patched(ids, starts_ext, slots)
+
+    def forward_patched(self, ids: torch.Tensor, starts_ext: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """The forward once patching is decided: starts bool [B, T+1] (see `_starts`) and
+        `slots` [B, P], whose size P is the patch axis. The compile unit of `compile.scope =
+        "model"`, everything but the patcher."""
+        T = ids.shape[1]
         patch_ids = starts_to_patch_ids(starts_ext[:, :T])
         if self.decoder_lookahead:
             dec_patch_ids = starts_ext.long().cumsum(-1)[:, 1:] - 2
         else:
             dec_patch_ids = patch_ids - 1
         h = self.byte_embedder(ids)
-        h, patches = self.encoder(h, patch_ids, P)
+        h, patches = self.encoder(h, patch_ids, slots.shape[1])
         latent = self.latent(patches)
         return self.decoder(h, latent, dec_patch_ids)
 

@@ -23,7 +23,7 @@ from torch import nn
 from bltx.errors import ConfigError
 from bltx.model.init import seeded_init
 from bltx.parallel.ac import apply_ac
-from bltx.parallel.compile import apply_compile
+from bltx.parallel.compile import apply_compile, compile_whole
 from bltx.parallel.float8 import apply_float8
 from bltx.parallel.fsdp import apply_fsdp
 from bltx.parallel.plans import ParallelPlan, plan_for
@@ -110,9 +110,7 @@ def parallelize(model: nn.Module, recipe, world, plan: ParallelPlan | None = Non
             apply_compile(model, plan.blocks, recipe.compile.fullgraph)
             summary.compiled = f"{len(plan.blocks)} blocks"
         else:
-            # In place: the module keeps its class, methods and parameter names.
-            model.compile(fullgraph=recipe.compile.fullgraph)
-            summary.compiled = "whole model"
+            summary.compiled = compile_whole(model, plan.compiled_root, recipe.compile.fullgraph)
     if degrees.fsdp:
         units = list(plan.fsdp_units) + list(plan.blocks)
         apply_fsdp(model, units, world.dp_mesh, recipe.training.dtype, list(plan.replicated) + row_sharded)

@@ -53,7 +53,7 @@ def blt_plan(model) -> ParallelPlan:
         # The hash n-gram tables (3.84B parameters at 8B): rows stay sharded, ids travel.
         row_sharded=["byte_embedder.hash_table"] if getattr(model.byte_embedder, "hash_table", None) is not None else [],
         float8_skip=["decoder.output", "patcher"],
-        static_shapes=_static_patch_axis,
+        compiled_root="forward_patched",
         tp_root=_latent_sequence_root,
     )
 
@@ -97,8 +97,3 @@ def _latent_sequence_root(model, tp_mesh, float8_tensorwise: bool) -> None:
     layers[0].register_forward_pre_hook(shard_input)
     layers[-1].register_forward_hook(gather_output)
 
-
-def _static_patch_axis(model) -> None:
-    # Blocks compiled one by one see the patch axis from the eager root: keep it at
-    # max_patches so each block compiles once rather than once per batch's patch count.
-    model.static_patch_axis = True

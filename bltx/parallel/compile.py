@@ -23,3 +23,15 @@ def apply_compile(model: nn.Module, blocks: list[str], fullgraph: bool = True) -
     config.recompile_limit = max(config.recompile_limit, 4 * len(kinds) + 4)
     for fqn in blocks:
         model.get_submodule(fqn).compile(fullgraph=fullgraph)
+
+
+def compile_whole(model: nn.Module, root: str | None = None, fullgraph: bool = True) -> str:
+    """Compile the model as one graph, in place (the module keeps its class, methods and
+    parameter names): its `forward`, or the method `root` names (a plan's compiled_root,
+    e.g. BLT's `forward_patched`: the forward after the host-side patching). Returns what
+    was compiled, for the build summary."""
+    if root is None:
+        model.compile(fullgraph=fullgraph)
+        return "whole model"
+    setattr(model, root, torch.compile(getattr(model, root), fullgraph=fullgraph))
+    return f"whole model ({root})"

@@ -52,8 +52,11 @@ class ParallelPlan:
     row_sharded: big nn.Embedding tables looked up row-sharded over the dp shards
         (bltx/parallel/row_sharded.py) instead of being gathered whole by FSDP.
     static_shapes: `fn(model)` called before blocks are compiled one by one: makes the
-        eager code around the blocks feed them fixed shapes (e.g. BLT's patch axis at
-        max_patches), so the blocks compile once instead of once per shape.
+        eager code around the blocks feed them fixed shapes, so the blocks compile once
+        instead of once per shape.
+    compiled_root: the method `compile.scope = "model"` compiles in place of `forward`,
+        for models whose forward begins with host-side work no graph should hold (BLT:
+        `forward_patched`, everything after the patcher, with the patch count dynamic).
     """
 
     blocks: list[str]
@@ -65,6 +68,7 @@ class ParallelPlan:
     float8_skip: list[str] = field(default_factory=list)
     float8_min_dim: int = 16
     static_shapes: Callable | None = None
+    compiled_root: str | None = None
     row_sharded: list[str] = field(default_factory=list)
 
 
