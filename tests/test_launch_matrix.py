@@ -6,7 +6,8 @@ a one-process run of the same recipe: step-0 validation loss (same initial weigh
 every layout), the first train losses (same windows in the same global batch), and the
 mean patch length (global, not summed over TP ranks). Resharding resumes go through the
 trainer's own checkpoints: save on one layout, continue on another, land on the
-uninterrupted run's numbers.
+uninterrupted run's numbers. Learned chunking (recipes/learned_tiny.toml) runs FSDP and TP
+against its own one-process run.
 
 3-step runs keep the whole module to a few minutes on 2 cores; 4-process cases run once.
 """
@@ -45,9 +46,9 @@ BASE = [
 FP32, COMPILED, FLOAT8 = 1e-4, 1e-3, 0.05
 
 
-def launch(dump: Path, nproc: int, *overrides: str, timeout: int = 600) -> list[dict]:
+def launch(dump: Path, nproc: int, *overrides: str, timeout: int = 600, recipe: str = "recipes/tiny.toml") -> list[dict]:
     """Run the real CLI (`torchrun` for nproc > 1); the rows of its metrics.jsonl."""
-    args = ["-m", "bltx.run", "recipes/tiny.toml"]
+    args = ["-m", "bltx.run", recipe]
     sets = [*BASE, f"job.dump_dir=\"{dump}\"", *overrides]
     for s in sets:
         args += ["--set", s]
@@ -173,3 +174,27 @@ def test_resume_one_process_checkpoint_on_tp2(work, reference):
 def test_resume_2d_checkpoint_on_fsdp2(work, reference, two_d):
     rows = _resume(work, "2d_to_fsdp", "fsdp_tp", 2, "parallelism.dp_shard=2", "data.batch_size=4")
     _assert_continues(rows, reference)
+
+
+# Learned chunking: boundaries come from the router on the byte states, inside the forward.
+LEARNED = "recipes/learned_tiny.toml"
+# Without the ratio loss: until the data-parallel layer sets `chunker.batch_mean`
+# (bltx/model/chunking.py), each FSDP rank's ratio loss reads its own boundary rate, so
+# steps after the first differ from one process (by ~2e-3 in loss at step 2). TP ranks hold
+# the whole batch and agree either way.
+NO_RATIO = "model.chunker.ratio_loss_weight=0.0"
+LEARNED_MATRIX = [
+    ("learned_fsdp", ["parallelism.dp_shard=2", "data.batch_size=4"]),
+    ("learned_tp", ["parallelism.dp_shard=1", "parallelism.tp=2"]),
+]
+
+
+@pytest.fixture(scope="module")
+def learned_reference(work) -> list[dict]:
+    return launch(work / "learned_single", 1, f"data.batch_size={GLOBAL_BATCH}", NO_RATIO, recipe=LEARNED)
+
+
+@pytest.mark.parametrize("name,overrides", LEARNED_MATRIX, ids=[m[0] for m in LEARNED_MATRIX])
+def test_learned_chunking_layout_matches_one_process(work, learned_reference, name, overrides):
+    rows = launch(work / name, 2, *overrides, NO_RATIO, recipe=LEARNED)
+    assert_matches(rows, learned_reference, FP32)

@@ -178,3 +178,28 @@ def test_forward_traces_as_one_graph_and_leaves_its_extras():
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
     assert set(model.aux_losses) == {"ratio_loss"} and "boundary_rate" in model.step_stats
     assert torch.equal(model.last_starts, model.patch(ids))
+
+
+def test_ratio_loss_with_the_batch_rate_is_the_same_on_any_data_split():
+    """Data parallel: each rank sees part of the batch. With the batch's boundary rate F
+    (chunker.batch_mean, set where the batch is sharded) the ranks' mean ratio loss and its
+    gradient equal the whole batch's; with each rank's own F they do not."""
+    model = tiny(seed=4, ratio_loss_weight=1.0)
+    ids = torch.randint(4, 260, (4, 48))
+
+    def ratio_and_grad(parts, batch_mean):
+        model.zero_grad()
+        model.chunker.batch_mean = batch_mean
+        total = sum(model(part).sum() * 0 + model.aux_losses["ratio_loss"] for part in parts) / len(parts)
+        total.backward()
+        return total.detach(), model.chunker.wq.weight.grad.clone()
+
+    whole, g_whole = ratio_and_grad([ids], None)
+    with torch.no_grad():
+        rate = model.patch(ids).float().mean()
+    split, g_split = ratio_and_grad([ids[:1], ids[1:2], ids[2:3], ids[3:]], lambda local: rate)
+    torch.testing.assert_close(split, whole)
+    torch.testing.assert_close(g_split, g_whole)
+    local, _ = ratio_and_grad([ids[:1], ids[1:2], ids[2:3], ids[3:]], None)
+    assert not torch.allclose(local, whole)
+    model.chunker.batch_mean = None

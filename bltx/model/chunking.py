@@ -25,12 +25,13 @@ reads earlier bytes only, so it keeps causality and makes eager and compiled for
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bltx.model.init import init_linear
+from bltx.model.init import _local_part, init_linear
 from bltx.model.recurrent_latent import linear_scan
 from bltx.registry import register
 
@@ -61,6 +62,16 @@ def chunk_start_positions(patch_ids: torch.Tensor, num_chunks: int) -> torch.Ten
     first = torch.full((B, num_chunks + 1), T, dtype=torch.long, device=patch_ids.device)
     first = first.scatter_reduce(1, idx, pos, reduce="amin", include_self=True)[:, :num_chunks]
     return torch.where(first < T, first, torch.zeros_like(first))
+
+
+@torch.no_grad()
+def fill_identity(weight: torch.Tensor) -> None:
+    """weight := I, each rank writing the part it holds: under FSDP / TP the weight is a
+    DTensor, into which a full tensor cannot be copied."""
+    local, offset, _ = _local_part(weight)
+    rows = torch.arange(local.shape[0], device=local.device) + offset[0]
+    cols = torch.arange(local.shape[1], device=local.device) + offset[1]
+    local.copy_((rows[:, None] == cols[None, :]).to(local.dtype))
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -100,6 +111,11 @@ class CosineRouter(nn.Module):
         self.wk = nn.Linear(dim, dim, bias=False)
         # Chunk state (latent width) -> byte residual stream (local width).
         self.up = nn.Linear(latent_dim, dim, bias=False)
+        # The mean of a scalar over the data-parallel ranks (set by whoever shards the batch;
+        # None: this process holds the whole batch). The ratio loss is linear in G given F,
+        # so with the global F in it, the mean of the ranks' losses (and their gradients) is
+        # the whole batch's; with each rank's own F it is not.
+        self.batch_mean: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def probabilities(self, h: torch.Tensor) -> torch.Tensor:
         """Boundary probabilities p [B, T] (float32) from encoder states h [B, T, dim]."""
@@ -142,7 +158,8 @@ class CosineRouter(nn.Module):
         """(aux losses, statistics) of one forward: the weighted ratio loss; F and G."""
         rate = starts.float().mean()
         prob = p.mean()
-        loss = ratio_loss(rate, prob, self.cfg.target_length)
+        batch_rate = rate if self.batch_mean is None else self.batch_mean(rate)
+        loss = ratio_loss(batch_rate, prob, self.cfg.target_length)
         return ({"ratio_loss": self.cfg.ratio_loss_weight * loss},
                 {"boundary_rate": rate.detach(), "boundary_prob": prob.detach()})
 
@@ -221,9 +238,8 @@ class CosineRouter(nn.Module):
         # (dL/du times z), and the STE's gradient into the router grows with it.
         nn.init.zeros_(self.up.weight)
         if self.cfg.identity_init:
-            with torch.no_grad():
-                self.wq.weight.copy_(torch.eye(self.dim, device=self.wq.weight.device))
-                self.wk.weight.copy_(torch.eye(self.dim, device=self.wk.weight.device))
+            fill_identity(self.wq.weight)
+            fill_identity(self.wk.weight)
         else:
             init_linear(self.wq)
             init_linear(self.wk)

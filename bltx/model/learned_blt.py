@@ -99,25 +99,31 @@ class LearnedChunkBLT(nn.Module):
         b = p >= 0.5 if starts is None else starts[:, :T].to(device=p.device, dtype=torch.bool)
         return cap_starts(b, self.max_patches or T)
 
+    # `patch` and `boundary_probabilities` run through `forward` (router_only): wrappers that
+    # gather weights around the forward (FSDP) then gather them for these calls too.
+
     def patch(self, ids: torch.Tensor, entropies=None, include_next: bool = False) -> torch.Tensor:
         """Chunk starts bool [B, T] (a False column appended with include_next: the model
         needs no lookahead; the engine asks for it)."""
-        _, p = self._byte_states(ids)
-        starts = self._decide(p, None, ids.shape[1])
+        starts = self(ids, router_only=True)[1]
         return F.pad(starts, (0, 1), value=False) if include_next else starts
 
     def boundary_probabilities(self, ids: torch.Tensor) -> torch.Tensor:
         """p_t [B, T] (tools/show_patches.py draws it)."""
-        return self._byte_states(ids)[1]
+        return self(ids, router_only=True)[0]
 
     # -- forward ----------------------------------------------------------------------------
 
-    def forward(self, ids: torch.Tensor, starts: torch.Tensor | None = None, **ignored) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, starts: torch.Tensor | None = None, router_only: bool = False,
+                **ignored):
         """ids [B, T] -> logits [B, T, 260]. `starts` ([B, T] or [B, T+1]) overrides the
-        router's decisions (e.g. the ones `patch` returned); p is always the router's."""
+        router's decisions (e.g. the ones `patch` returned); p is always the router's.
+        router_only: stop after the router, -> (p [B, T], starts [B, T])."""
         T = ids.shape[1]
         h, p = self._byte_states(ids)
         b = self._decide(p, starts, T)
+        if router_only:
+            return p, b
         P = self.max_patches or T
         if not torch.compiler.is_compiling() and not self.static_patch_axis:
             # Eager: the chunk axis sized to the real count (the cap already applied).
