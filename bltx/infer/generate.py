@@ -82,9 +82,8 @@ def generate(
         if learned:
             if speculative_k:
                 _notice_once("plain cached decoding: learned chunking has no draft model for speculative decoding")
-            if compile is True or compile == "on":
-                _notice_once("eager cached decoding: compiled steps exist for entropy-patched BLT only")
-            return _generate_learned(model, ids, max_new_bytes, sampling, checker, generator, on_byte)
+            return _generate_learned(model, ids, max_new_bytes, sampling, checker, generator, on_byte,
+                                     use_compile(compile, device))
         if speculative_k:
             why = speculative_support(model)
             if why is None:
@@ -185,14 +184,14 @@ def _padded(prompts: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Te
     return ids, torch.tensor([len(p) for p in prompts], device=device)
 
 
-def _generate_learned(model, prompts, max_new_bytes, sampling, stop, generator, on_byte):
+def _generate_learned(model, prompts, max_new_bytes, sampling, stop, generator, on_byte, compiled=False):
     """Learned chunking (infer/cached_learned.py): prefill all prompts at once, then one byte
     per row per step; the host learns each new byte and whether it opened a chunk in one
     transfer, and tracks chunk counts from those flags (the latent's attention bound)."""
     batch = len(prompts)
     ids, lengths = _padded(prompts, next(model.parameters()).device)
     capacity = ids.shape[1] + max_new_bytes
-    session = CachedLearnedBLT(model, batch, capacity)
+    session = CachedLearnedBLT(model, batch, capacity, compiled)
     logits = session.prefill(ids, lengths)
     chunks = session.chunk_counts()
 
