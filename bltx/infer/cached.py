@@ -61,31 +61,44 @@ def compiled_step(fn, device: torch.device):
     return _COMPILED[key]
 
 
-class CachedBLT:
-    """Every cache of one batch of rows; rows sit at their own byte positions."""
+class CachedSession:
+    """What every cached session shares: the caches of its stepped `PARTS`, whether the
+    latent's step takes a `bound`, and its per-byte `COMPILED` methods under torch.compile."""
 
-    def __init__(self, model, batch: int, capacity: int, compiled: bool = False):
-        reason = cached_support(model)
+    PARTS: tuple[str, ...] = ()
+    COMPILED: tuple[str, ...] = ()
+
+    def __init__(self, model, batch: int, capacity: int, compiled: bool, reason: str | None):
         if reason is not None:
             raise ValueError(f"cached generation unavailable: {reason}")
         self.model = model
         self.capacity = capacity
         self.device = next(model.parameters()).device
-        self.caches = {name: getattr(model, name).init_cache(batch, capacity) for name in STEPPED}
-        self.patching = model.patcher.init_state(batch, capacity, self.device)
+        self.caches = {name: getattr(model, name).init_cache(batch, capacity) for name in self.PARTS}
         self.h = None  # the fed byte's encoder state, read by decode
-        self.closing_start = None  # start of the patch each row's fed byte belongs to
-        self.closed = None  # complete patches per row after prefill (read once by host_state)
         # Latents whose step takes `bound` attend over the patches so far, not the capacity.
         self.bounded_latent = "bound" in inspect.signature(model.latent.step).parameters
         if compiled:
             # The per-byte steps have fixed shapes and update caches in place, so one graph
-            # each serves every byte; close's span and bound are powers of two (few graphs).
-            for name in ("feed", "decode", "_encode_patch", "_advance_latent"):
+            # each serves every byte; a step taking a span or bound makes one per power of two.
+            for name in self.COMPILED:
                 # The function under its no_grad decorator: the decorator's wrapper is one code
-                # object for all four, and dynamo's per-code graph limit would then be shared.
-                fn = compiled_step(getattr(CachedBLT, name).__wrapped__, self.device)
+                # object for all of them, and dynamo's per-code graph limit would then be shared.
+                fn = compiled_step(getattr(type(self), name).__wrapped__, self.device)
                 setattr(self, name, torch.no_grad()(functools.partial(fn, self)))
+
+
+class CachedBLT(CachedSession):
+    """Every cache of one batch of rows; rows sit at their own byte positions."""
+
+    PARTS = STEPPED
+    COMPILED = ("feed", "decode", "_encode_patch", "_advance_latent")
+
+    def __init__(self, model, batch: int, capacity: int, compiled: bool = False):
+        super().__init__(model, batch, capacity, compiled, cached_support(model))
+        self.patching = model.patcher.init_state(batch, capacity, self.device)
+        self.closing_start = None  # start of the patch each row's fed byte belongs to
+        self.closed = None  # complete patches per row after prefill (read once by host_state)
 
     @torch.no_grad()
     def prefill(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -20,12 +20,9 @@ come before the byte's decode.
 
 from __future__ import annotations
 
-import functools
-import inspect
-
 import torch
 
-from bltx.infer.cached import compiled_step
+from bltx.infer.cached import CachedSession
 from bltx.model.cache import row_gather
 from bltx.model.chunking import chunk_start_positions
 from bltx.patching.base import starts_to_patch_ids
@@ -52,26 +49,14 @@ def learned_cached_support(model) -> str | None:
     return None
 
 
-class CachedLearnedBLT:
+class CachedLearnedBLT(CachedSession):
     """Every cache of one batch of rows; rows sit at their own byte positions."""
 
+    PARTS = STEPPED
+    COMPILED = ("feed", "open_chunks", "decode")  # open_chunks: one graph per bound
+
     def __init__(self, model, batch: int, capacity: int, compiled: bool = False):
-        reason = learned_cached_support(model)
-        if reason is not None:
-            raise ValueError(f"cached generation unavailable: {reason}")
-        self.model = model
-        self.capacity = capacity
-        self.device = next(model.parameters()).device
-        self.caches = {name: getattr(model, name).init_cache(batch, capacity) for name in STEPPED}
-        self.h = None  # the fed byte's encoder state, read by open_chunks and decode
-        # Latents whose step takes `bound` attend over the chunks so far, not the capacity.
-        self.bounded_latent = "bound" in inspect.signature(model.latent.step).parameters
-        if compiled:
-            # As CachedBLT: fixed shapes per byte, caches updated in place, one graph each
-            # (open_chunks: one per power-of-two bound); the functions under their no_grad.
-            for name in ("feed", "open_chunks", "decode"):
-                fn = compiled_step(getattr(CachedLearnedBLT, name).__wrapped__, self.device)
-                setattr(self, name, torch.no_grad()(functools.partial(fn, self)))
+        super().__init__(model, batch, capacity, compiled, learned_cached_support(model))
 
     @torch.no_grad()
     def prefill(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
