@@ -145,3 +145,17 @@ def test_compiled_steps_equal_eager_without_recompiles():
     again = generate(model, prompts, 24, sampling=GREEDY, compile=True)
     assert counters["stats"]["unique_graphs"] == graphs  # warm: no new graph, no recompile
     assert [o.tolist() for o in first] == [o.tolist() for o in eager] == [o.tolist() for o in again]
+
+
+def test_part_without_the_protocol_falls_back_naming_it(capsys, monkeypatch):
+    import importlib
+
+    module = importlib.import_module("bltx.infer.generate")
+    monkeypatch.setattr(module, "_warned", set())
+    model = random_model("recurrent", None)
+    cached = generate(model, PROMPTS[1:], 12, sampling=GREEDY)
+    assert "recomputation" not in capsys.readouterr().err
+    monkeypatch.setattr(type(model.chunker), "merge", None)
+    full = generate(model, PROMPTS[1:], 12, sampling=GREEDY)
+    assert "model.chunker (CosineRouter) has no cache protocol (missing merge)" in capsys.readouterr().err
+    assert [c.tolist() for c in cached] == [f.tolist() for f in full]
