@@ -184,7 +184,7 @@ def test_ratio_loss_with_the_batch_rate_is_the_same_on_any_data_split():
     """Data parallel: each rank sees part of the batch. With the batch's boundary rate F
     (chunker.batch_mean, set where the batch is sharded) the ranks' mean ratio loss and its
     gradient equal the whole batch's; with each rank's own F they do not."""
-    model = tiny(seed=4, ratio_loss_weight=1.0)
+    model = tiny(seed=4, ratio_loss_weight=1.0).train()
     ids = torch.randint(4, 260, (4, 48))
 
     def ratio_and_grad(parts, batch_mean):

@@ -111,8 +111,9 @@ class CosineRouter(nn.Module):
         self.wk = nn.Linear(dim, dim, bias=False)
         # Chunk state (latent width) -> byte residual stream (local width).
         self.up = nn.Linear(latent_dim, dim, bias=False)
-        # The mean of a scalar over the data-parallel ranks (set by whoever shards the batch;
-        # None: this process holds the whole batch). The ratio loss is linear in G given F,
+        # The mean of a scalar over the data-parallel ranks (set by whoever shards the batch,
+        # e.g. a functional all-reduce over the dp mesh; None: this process holds the whole
+        # batch). The ratio loss is linear in G given F,
         # so with the global F in it, the mean of the ranks' losses (and their gradients) is
         # the whole batch's; with each rank's own F it is not.
         self.batch_mean: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -158,7 +159,10 @@ class CosineRouter(nn.Module):
         """(aux losses, statistics) of one forward: the weighted ratio loss; F and G."""
         rate = starts.float().mean()
         prob = p.mean()
-        batch_rate = rate if self.batch_mean is None else self.batch_mean(rate)
+        # Training forwards only: every rank runs those in step (a collective is safe there),
+        # and only they use the loss; an evaluation or generation forward may run on one rank.
+        global_rate = self.batch_mean is not None and self.training
+        batch_rate = self.batch_mean(rate.detach()) if global_rate else rate
         loss = ratio_loss(batch_rate, prob, self.cfg.target_length)
         return ({"ratio_loss": self.cfg.ratio_loss_weight * loss},
                 {"boundary_rate": rate.detach(), "boundary_prob": prob.detach()})
