@@ -8,6 +8,7 @@
 """
 
 from bltx.config import load_recipe
+from bltx.sections import Recipe
 from bltx.errors import BltxError, CheckpointError, ConfigError, DataError
 from bltx.registry import build, get_registry, register
 
@@ -16,7 +17,7 @@ __version__ = "0.1.0"
 
 def build_model(recipe_or_table, **context):
     """Build the model described by a recipe (its [model] table) or by a model table."""
-    table = getattr(recipe_or_table, "model", recipe_or_table)
+    table = recipe_or_table.model if isinstance(recipe_or_table, Recipe) else recipe_or_table
     return build("model", table, where="model", **context)
 
 

@@ -31,7 +31,10 @@ import bltx  # noqa: E402
 from bltx.config import load_recipe  # noqa: E402
 from bltx.eval.flops import flops_per_byte  # noqa: E402
 from bltx.patching.base import starts_to_lengths  # noqa: E402
+from bltx.parallel.compile import compile_whole  # noqa: E402
+from bltx.parallel.plans import plan_for  # noqa: E402
 from bltx.precision import resolve_dtype  # noqa: E402
+from bltx.train.optim import build_optimizer  # noqa: E402
 from tools.step_breakdown import step_breakdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,17 +154,20 @@ def main(argv=None) -> int:
     text = (ROOT / "bltx" / "data" / "corpora").glob("*.txt")
     corpus = next(iter(sorted(text))).read_bytes()
     span = args.batch * args.seq_len
-    ids = torch.tensor(list(corpus[:span]), device=device).view(args.batch, args.seq_len) + 4
-    ids[:, 0] = 1  # BOS
-    with torch.no_grad():
-        starts = reference.patch(ids, include_next=True)
-    lengths = starts_to_lengths(starts[:, : args.seq_len])
-    # Compiled graphs pad the patch axis to the static model.max_patches; use what a recipe
-    # would set (the batch's largest patch count rounded up to 64), not the default of one
-    # slot per byte. Eager rows size the axis to the real count either way.
-    most = int((lengths > 0).sum(-1).max())
-    table["max_patches"] = -(-most // 64) * 64
-    mean_len = args.seq_len / float((lengths > 0).sum(-1).float().mean())
+    # Two batches (consecutive spans of the corpus) with different patch counts, used in
+    # turn: a compiled step must serve both from one graph (the patch axis is a dynamic
+    # size), and any recompile shows up in the count below.
+    batches = []
+    for i in range(2):
+        ids = torch.tensor(list(corpus[i * span:(i + 1) * span]), device=device).view(args.batch, args.seq_len) + 4
+        ids[:, 0] = 1  # BOS
+        with torch.no_grad():
+            batches.append((ids, reference.patch(ids, include_next=True)))
+    counts = [(starts_to_lengths(s[:, : args.seq_len]) > 0).sum(-1) for _, s in batches]
+    patches = torch.cat(counts).float()
+    mean_len = args.seq_len / float(patches.mean())
+    # Latent rows computed beyond the real patches: each batch's axis is its longest row.
+    padding = 1 - float(patches.sum()) / sum(args.batch * int(c.max()) for c in counts)
     train_flops = flops_per_byte(reference, mean_len, args.seq_len, training=True)["total"]
     # Peaks only for the precisions the rows use: on a CPU without native bf16 a bf16 GEMM
     # can run 30x slower than fp32, and measuring that peak alone would take minutes.
@@ -171,20 +177,26 @@ def main(argv=None) -> int:
     def autocast_for(dtype: torch.dtype):
         return torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
 
+    optimizer_cfg = load_recipe(SHAPES[args.shape][0]).optimizer  # the recipe's, fused where supported
+
     def bltx_copy():
         model = bltx.build_model(table).to(device)
         model.load_state_dict(reference.state_dict())
         model.train()
-        return model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        return model, build_optimizer(model, optimizer_cfg, device)
 
     def bltx_row(compiled: bool, dtype: torch.dtype):
         model, opt = bltx_copy()
-        fwd = torch.compile(model) if compiled else model
+        if compiled:  # what the trainer does for compile.scope = "model"
+            compile_whole(model, plan_for(model).compiled_root)
         autocast = autocast_for(dtype)
+        turn = [0]
 
         def step():
+            ids, starts = batches[turn[0] % 2]
+            turn[0] += 1
             with autocast:
-                loss = loss_of(fwd(ids, starts=starts), ids)
+                loss = loss_of(model(ids, starts=starts), ids)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -195,13 +207,15 @@ def main(argv=None) -> int:
         from bltx.interop.hf import to_hf
 
         hf = to_hf(reference).to(device).train()
-        opt = torch.optim.AdamW([p for p in hf.parameters() if p.requires_grad], lr=1e-4)
+        opt = build_optimizer(hf, optimizer_cfg, device)
         # HF reads the "next byte opens a patch" bit as a trailing zero-length patch.
-        hf_lengths = starts_to_lengths(starts)
-
+        hf_batches = [(ids, starts_to_lengths(starts)) for ids, starts in batches]
         autocast = autocast_for(dtype)
+        turn = [0]
 
         def step():
+            ids, hf_lengths = hf_batches[turn[0] % 2]
+            turn[0] += 1
             with autocast:
                 loss = loss_of(hf(ids, patch_lengths=hf_lengths, use_cache=False).logits, ids)
             loss.backward()
@@ -239,7 +253,7 @@ def main(argv=None) -> int:
     if not args.no_breakdown:
         model, opt = bltx_copy()
         bd_dtype = torch.bfloat16 if auto_dtype == "bfloat16" else torch.float32
-        breakdown = step_breakdown(model, ids, starts, loss_of, opt, autocast_for(bd_dtype))
+        breakdown = step_breakdown(model, *batches[0], loss_of, opt, autocast_for(bd_dtype))
     rows = []
     for key in args.rows:
         name, _, precision = makers[key]
@@ -252,7 +266,7 @@ def main(argv=None) -> int:
 
     base = rows[0]["bytes_per_s"]
     print(f"device={device} threads={torch.get_num_threads()} shape={args.shape} seq_len={args.seq_len} "
-          f"batch={args.batch} mean patch length={mean_len:.2f} max_patches={table['max_patches']} "
+          f"batch={args.batch} mean patch length={mean_len:.2f} latent padding={padding:.1%} "
           f"train FLOPs/byte={train_flops:.3g}")
     flags = cpu_flags() if device.type == "cpu" else []
     print(f"cpu flags seen: {' '.join(flags) or '-'}; training.dtype auto -> {auto_dtype} ({auto_reason})")
@@ -273,7 +287,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": str(device), "shape": args.shape, "seq_len": args.seq_len,
-                               "batch": args.batch, "mean_patch_length": mean_len,
+                               "batch": args.batch, "mean_patch_length": mean_len, "latent_padding": padding,
                                "train_flops_per_byte": train_flops, "peaks": peaks, "rows": rows,
                                "cpu_flags": flags, "auto_dtype": [auto_dtype, auto_reason],
                                "recompiles": recompiles, "breakdown_s": breakdown}, indent=2))

@@ -29,10 +29,11 @@ from torch import nn
 
 from bltx.bytes import PAD_ID
 from bltx.errors import ConfigError
-from bltx.model.attention import attention_backend, check_backend_name
+from bltx.model.assembly import ByteLatentConfig, count_params
+from bltx.model.attention import attention_backend
 from bltx.patching.base import lengths_to_starts, starts_to_patch_ids
 from bltx.protocols import FlopTerm, check
-from bltx.registry import build, register, validate
+from bltx.registry import build, register
 from bltx.schema import component
 
 # Importing these registers the built-in components the default tables name.
@@ -51,31 +52,10 @@ class BLT(nn.Module):
     """Byte Latent Transformer assembled from registered components (see module doc)."""
 
     @dataclass
-    class Config:
+    class Config(ByteLatentConfig):  # embedder, encoder, latent, decoder, max_patches, attention
         patcher: dict = component("patcher", {"type": "entropy"})
-        byte_embedder: dict = component("byte_embedder", {"type": "hash_ngram"})
-        encoder: dict = component("encoder", {"type": "local"})
-        latent: dict = component("latent", {"type": "transformer"})
-        decoder: dict = component("decoder", {"type": "local"})
-        # Static patch count P of the padded patch axis; None -> the sequence length.
-        max_patches: int | None = None
-        # Attention backend for encoder, latent and decoder: "sdpa" or "flex" (CUDA).
-        attention: str = "sdpa"
         # Decoder patch rule (see module doc); None -> the patcher's `predicts_next_start`.
         decoder_lookahead: bool | None = None
-
-        def __post_init__(self):
-            if self.max_patches is not None and self.max_patches < 1:
-                raise ValueError(f"max_patches must be >= 1, got {self.max_patches}")
-            check_backend_name(self.attention)
-            enc = validate("encoder", self.encoder, "model.encoder")
-            dec = validate("decoder", self.decoder, "model.decoder")
-            enc_dim, dec_dim = getattr(enc, "dim", None), getattr(dec, "dim", None)
-            if enc_dim is not None and dec_dim is not None and enc_dim != dec_dim:
-                raise ValueError(
-                    f"decoder.dim ({dec_dim}) must equal encoder.dim ({enc_dim}): "
-                    f"the decoder reads the encoder's byte states"
-                )
 
     def __init__(self, cfg: Config, **context):
         super().__init__()
@@ -196,13 +176,7 @@ class BLT(nn.Module):
 
     def num_params(self, by_component: bool = True, trainable_only: bool = False) -> dict[str, int] | int:
         """Parameter counts per component (plus 'total'), or the total alone."""
-        def count(m: nn.Module) -> int:
-            return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable_only)
-
-        counts = {name: count(getattr(self, name)) for name in COMPONENTS}
-        counts["total"] = sum(counts.values())
-        return counts if by_component else counts["total"]
-
+        return count_params(self, COMPONENTS, by_component, trainable_only)
 
 def _built(slot: str, table: dict, **context) -> nn.Module:
     where = f"model.{slot}"
@@ -210,7 +184,7 @@ def _built(slot: str, table: dict, **context) -> nn.Module:
 
 
 def _required_dim(module: nn.Module, where: str) -> int:
-    dim = getattr(module, "dim", None)
+    dim = module.dim  # present: `_built` checked the slot's contract
     if not isinstance(dim, int):
         raise ConfigError(f"{where}: component {type(module).__name__} must expose an integer `dim`")
     return dim

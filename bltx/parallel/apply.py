@@ -29,6 +29,7 @@ from bltx.parallel.fsdp import apply_fsdp
 from bltx.parallel.plans import ParallelPlan, plan_for
 from bltx.parallel.row_sharded import apply_row_sharding
 from bltx.parallel.tp import apply_tp, check_heads
+from bltx.protocols import has
 
 
 @dataclass
@@ -66,7 +67,7 @@ def check_plan(model: nn.Module, plan: ParallelPlan, tp: int) -> None:
         )
     for fqn in plan.tp_blocks:
         attn = model.get_submodule(fqn).attention
-        check_heads(attn.n_heads, getattr(attn, "n_kv_heads", None) or attn.n_heads, tp, fqn)
+        check_heads(attn.n_heads, attn.n_kv_heads or attn.n_heads, tp, fqn)
 
 
 def parallelize(model: nn.Module, recipe, world, plan: ParallelPlan | None = None) -> nn.Module:
@@ -178,10 +179,9 @@ def materialize(model: nn.Module, device: torch.device | str, seed: int = 0) -> 
         for name, value in buffers.items():
             model.get_buffer(name).copy_(value.to(device))
     with torch.no_grad(), seeded_init(model, seed):
-        fn = getattr(model, "init_weights", None)
-        if fn is not None:
-            fn()
-        else:
+        if has(model, "init_weights"):
+            model.init_weights()
+        else:  # a plain torch model: torch modules' own initialisers (a torch convention)
             for module in model.modules():
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()

@@ -27,11 +27,11 @@ from bltx.parallel.plans import ParallelPlan, is_llama_block, layer_blocks, regi
 def blt_plan(model) -> ParallelPlan:
     blocks: list[str] = []
     for part in ("encoder", "latent", "decoder"):
-        module = getattr(model, part, None)
-        if module is None:
-            continue
+        module = model.get_submodule(part)
         layers = layer_blocks(module, prefix=part)
-        cross = getattr(module, "cross_attn", None)
+        # Cross-attention modules are blocks too, where the part has them (a pooling-only
+        # encoder has none).
+        cross = dict(module.named_children()).get("cross_attn")
         cross = [f"{part}.cross_attn.{name}" for name, _ in cross.named_children()] if cross is not None else []
         # Roughly forward order (FSDP keeps the last block gathered for backward): the
         # encoder cross-attends after its layers, the decoder before them.
@@ -40,8 +40,7 @@ def blt_plan(model) -> ParallelPlan:
                      if is_llama_block(model.get_submodule(b))]
     # The hash n-gram tables hold most of BLT's parameters at 1B-8B scale; as their own
     # shard group they are gathered only for the embedding lookup, not the whole step.
-    units = [name for name in ("byte_embedder",)
-             if any(True for _ in getattr(model, name, nn.Module()).parameters())]
+    units = ["byte_embedder"] if any(True for _ in model.byte_embedder.parameters()) else []
     # The frozen entropy model is small (0.1B), has no grads or optimizer state, and is
     # called outside the forward (model.patch for statistics): replicate it whole.
     replicated = ["patcher"] if any(True for _ in model.patcher.parameters()) else []
@@ -51,7 +50,7 @@ def blt_plan(model) -> ParallelPlan:
         fsdp_units=units,
         replicated=replicated,
         # The hash n-gram tables (3.84B parameters at 8B): rows stay sharded, ids travel.
-        row_sharded=["byte_embedder.hash_table"] if getattr(model.byte_embedder, "hash_table", None) is not None else [],
+        row_sharded=["byte_embedder.hash_table"] if "hash_table" in dict(model.byte_embedder.named_children()) else [],
         float8_skip=["decoder.output", "patcher"],
         compiled_root="forward_patched",
         tp_root=_latent_sequence_root,
