@@ -120,6 +120,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=4, help="logged steps left out of the median")
     parser.add_argument("--row-timeout", type=int, default=120, help="seconds per training row")
     parser.add_argument("--rowwise", action="store_true", help="add a float8 rowwise row")
+    parser.add_argument("--rows", nargs="+", default=None, help="training rows to run (default: all)")
     parser.add_argument("--out", default="runs/gpu_check.json")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -161,6 +162,8 @@ def main() -> int:
         rows_spec.append(("compiled_flex_float8_rowwise", ["compile.enable=true", 'model.attention="flex"',
                                                            "float8.enable=true", 'float8.recipe="rowwise"',
                                                            'activation_checkpoint.mode="none"']))
+    if args.rows:
+        rows_spec = [(name, extra) for name, extra in rows_spec if name in args.rows]
     rows = [train_row(name, extra, args, train_fpb, peak, args.row_timeout // (2 if name.startswith("eager") else 1))
             for name, extra in rows_spec]
 
