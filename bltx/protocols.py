@@ -34,6 +34,9 @@ needs=)`; never by ad-hoc getattr):
                   window would open one; a model with no use for it appends False), and a
                   forward that takes them back as `starts=`. The engine patches once, outside
                   autograd, and counts patches (bltx/train/loss.py `model_forward`).
+  realised_starts a model whose forward decides its own boundaries (learned chunking) and
+                  leaves them as `last_starts` (bool [B, T]): the engine counts patches from
+                  those instead of patching first (which would run the encoder twice).
   patcher         a model whose patching is a Patcher component at `.patcher`.
   entropies       a patcher's entropies(ids) -> fp32 [B, T] (task precompute_entropies stores them).
   extras          a model's `aux_losses` and `step_stats`: dicts {name: scalar tensor} that each
@@ -171,6 +174,11 @@ class Patches(Protocol):
 
 
 @runtime_checkable
+class RealisedStarts(Protocol):
+    last_starts: torch.Tensor | None
+
+
+@runtime_checkable
 class HasPatcher(Protocol):
     patcher: Patcher
 
@@ -236,6 +244,7 @@ CAPABILITIES: dict[str, type] = {
     "model_flops": ModelFlops,
     "own_loss": OwnLoss,
     "patches": Patches,
+    "realised_starts": RealisedStarts,
     "patcher": HasPatcher,
     "entropies": Entropies,
     "extras": TrainingExtras,

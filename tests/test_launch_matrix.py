@@ -178,11 +178,8 @@ def test_resume_2d_checkpoint_on_fsdp2(work, reference, two_d):
 
 # Learned chunking: boundaries come from the router on the byte states, inside the forward.
 LEARNED = "recipes/learned_tiny.toml"
-# Without the ratio loss: until the data-parallel layer sets `chunker.batch_mean`
-# (bltx/model/chunking.py), each FSDP rank's ratio loss reads its own boundary rate, so
-# steps after the first differ from one process (by ~2e-3 in loss at step 2). TP ranks hold
-# the whole batch and agree either way.
-NO_RATIO = "model.chunker.ratio_loss_weight=0.0"
+# With the ratio loss on: its boundary rate is the whole batch's on every FSDP rank (the
+# plan's dp_root); with each rank's own rate, step 2 was off by ~2e-3 in loss.
 LEARNED_MATRIX = [
     ("learned_fsdp", ["parallelism.dp_shard=2", "data.batch_size=4"]),
     ("learned_tp", ["parallelism.dp_shard=1", "parallelism.tp=2"]),
@@ -191,10 +188,10 @@ LEARNED_MATRIX = [
 
 @pytest.fixture(scope="module")
 def learned_reference(work) -> list[dict]:
-    return launch(work / "learned_single", 1, f"data.batch_size={GLOBAL_BATCH}", NO_RATIO, recipe=LEARNED)
+    return launch(work / "learned_single", 1, f"data.batch_size={GLOBAL_BATCH}", recipe=LEARNED)
 
 
 @pytest.mark.parametrize("name,overrides", LEARNED_MATRIX, ids=[m[0] for m in LEARNED_MATRIX])
 def test_learned_chunking_layout_matches_one_process(work, learned_reference, name, overrides):
-    rows = launch(work / name, 2, *overrides, NO_RATIO, recipe=LEARNED)
+    rows = launch(work / name, 2, *overrides, recipe=LEARNED)
     assert_matches(rows, learned_reference, FP32)

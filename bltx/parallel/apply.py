@@ -83,6 +83,8 @@ def parallelize(model: nn.Module, recipe, world, plan: ParallelPlan | None = Non
     check_plan(model, plan, degrees.tp)
     summary = ParallelSummary(degrees=degrees.describe())
 
+    if plan.dp_root is not None and world.dp_size > 1:
+        plan.dp_root(model, world)
     if recipe.float8.enable:
         summary.float8 = apply_float8(model, recipe.float8.recipe, plan.float8_skip, plan.float8_min_dim)
     if degrees.tp > 1:

@@ -1,4 +1,5 @@
-"""Parallel plan of the BLT model (bltx/model/blt.py), kept beside the model, not in it.
+"""Parallel plans of the BLT model (bltx/model/blt.py) and of learned chunking
+(bltx/model/learned_blt.py, the same parts around a router), kept beside the models.
 
 Blocks (FSDP / AC / compile units): the byte transformer layers of the local encoder and
 decoder, the latent transformer's layers, and the cross-attention modules. The byte
@@ -18,6 +19,8 @@ Float8: every big enough linear except the byte head and the patcher's entropy m
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import nn
 
 from bltx.parallel.plans import ParallelPlan, is_llama_block, layer_blocks, register_plan
@@ -25,6 +28,25 @@ from bltx.parallel.plans import ParallelPlan, is_llama_block, layer_blocks, regi
 
 @register_plan("blt")
 def blt_plan(model) -> ParallelPlan:
+    # The frozen entropy model is small (0.1B), has no grads or optimizer state, and is
+    # called outside the forward (model.patch for statistics): replicate it whole.
+    replicated = ["patcher"] if any(True for _ in model.patcher.parameters()) else []
+    return dataclasses.replace(_byte_latent_plan(model), replicated=replicated,
+                               float8_skip=["decoder.output", "patcher"], compiled_root="forward_patched")
+
+
+@register_plan("learned_blt")
+def learned_blt_plan(model) -> ParallelPlan:
+    """Learned chunking (bltx/model/learned_blt.py): the same blocks, tables and latent TP as
+    BLT; no patcher. The router's small matrices decide p >= 0.5 and stay in high precision;
+    the ratio loss reads the boundary rate of the whole batch (`_batch_boundary_rate`); the
+    whole-forward compile keeps the chunk axis at max_patches (chunks are decided inside the
+    forward), and so do the eager roots around per-block graphs."""
+    return dataclasses.replace(_byte_latent_plan(model), float8_skip=["decoder.output", "chunker"],
+                               static_shapes=_static_chunk_axis, dp_root=_batch_boundary_rate)
+
+
+def _byte_latent_plan(model) -> ParallelPlan:
     blocks: list[str] = []
     for part in ("encoder", "latent", "decoder"):
         module = model.get_submodule(part)
@@ -41,20 +63,31 @@ def blt_plan(model) -> ParallelPlan:
     # The hash n-gram tables hold most of BLT's parameters at 1B-8B scale; as their own
     # shard group they are gathered only for the embedding lookup, not the whole step.
     units = ["byte_embedder"] if any(True for _ in model.byte_embedder.parameters()) else []
-    # The frozen entropy model is small (0.1B), has no grads or optimizer state, and is
-    # called outside the forward (model.patch for statistics): replicate it whole.
-    replicated = ["patcher"] if any(True for _ in model.patcher.parameters()) else []
     return ParallelPlan(
         blocks=blocks,
         tp_blocks=latent_blocks,
         fsdp_units=units,
-        replicated=replicated,
         # The hash n-gram tables (3.84B parameters at 8B): rows stay sharded, ids travel.
         row_sharded=["byte_embedder.hash_table"] if "hash_table" in dict(model.byte_embedder.named_children()) else [],
-        float8_skip=["decoder.output", "patcher"],
-        compiled_root="forward_patched",
+        float8_skip=["decoder.output"],
         tp_root=_latent_sequence_root,
     )
+
+
+def _static_chunk_axis(model) -> None:
+    # Blocks compiled one by one see the chunk axis from the eager root: held at
+    # max_patches, each block compiles once rather than once per batch's chunk count.
+    model.static_patch_axis = True
+
+
+def _batch_boundary_rate(model, world) -> None:
+    """The ratio loss is linear in the mean boundary probability G once the boundary rate F
+    is fixed, so the mean of the ranks' losses is the whole batch's only if every rank uses
+    the batch's F: average F over the data-parallel ranks (a traceable collective)."""
+    from torch.distributed import _functional_collectives as funcol
+
+    group, size = world.mesh["dp"], world.dp_size
+    model.chunker.batch_mean = lambda x: funcol.all_reduce(x, "sum", group) / size
 
 
 def _latent_sequence_root(model, tp_mesh, float8_tensorwise: bool) -> None:

@@ -54,6 +54,9 @@ class ParallelPlan:
     static_shapes: `fn(model)` called before blocks are compiled one by one: makes the
         eager code around the blocks feed them fixed shapes, so the blocks compile once
         instead of once per shape.
+    dp_root: `fn(model, world)` called when there is more than one data-parallel rank:
+        lets model code reduce a statistic over the data-parallel ranks (learned chunking's
+        batch boundary rate).
     compiled_root: the method `compile.scope = "model"` compiles in place of `forward`,
         for models whose forward begins with host-side work no graph should hold (BLT:
         `forward_patched`, everything after the patcher, with the patch count dynamic).
@@ -69,6 +72,7 @@ class ParallelPlan:
     float8_min_dim: int = 16
     static_shapes: Callable | None = None
     compiled_root: str | None = None
+    dp_root: Callable | None = None
     row_sharded: list[str] = field(default_factory=list)
 
 

@@ -40,6 +40,9 @@ def model_forward(
     (the patcher in the loop) while letting the caller count patches. The extra column
     `include_next` adds is what a decoder's lookahead rule needs (bltx/protocols.py `patches`).
     """
+    if has(model, "realised_starts"):  # the forward decides (and reports) its boundaries
+        logits = model(ids)
+        return logits, model.last_starts
     if not has(model, "patches"):
         return model(ids), None
     with torch.no_grad():  # boundaries are discrete: nothing to differentiate
@@ -61,7 +64,7 @@ def batch_nll(
         logits, starts = model_forward(model, ids, entropies)
         return next_byte_nll(logits, targets, reduction="sum"), starts
     starts = None
-    if has(model, "patches"):
+    if has(model, "patches") and not has(model, "realised_starts"):
         with torch.no_grad():
             starts = model.patch(ids, entropies=entropies)
     return model.nll_sum(ids, targets), starts
