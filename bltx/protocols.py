@@ -37,6 +37,9 @@ needs=)`; never by ad-hoc getattr):
   realised_starts a model whose forward decides its own boundaries (learned chunking) and
                   leaves them as `last_starts` (bool [B, T]): the engine counts patches from
                   those instead of patching first (which would run the encoder twice).
+  learned_chunks  a model whose router learns its boundaries: `target_chunk_length` (bytes per
+                  chunk the ratio loss aims at; tools/compare.py plans budgets with it) and
+                  boundary_probabilities(ids) -> p [B, T] (tools/show_patches.py draws it).
   patcher         a model whose patching is a Patcher component at `.patcher`.
   entropies       a patcher's entropies(ids) -> fp32 [B, T] (task precompute_entropies stores them).
   extras          a model's `aux_losses` and `step_stats`: dicts {name: scalar tensor} that each
@@ -179,6 +182,13 @@ class RealisedStarts(Protocol):
 
 
 @runtime_checkable
+class LearnedChunks(Protocol):
+    target_chunk_length: float
+
+    def boundary_probabilities(self, ids: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
 class HasPatcher(Protocol):
     patcher: Patcher
 
@@ -245,6 +255,7 @@ CAPABILITIES: dict[str, type] = {
     "own_loss": OwnLoss,
     "patches": Patches,
     "realised_starts": RealisedStarts,
+    "learned_chunks": LearnedChunks,
     "patcher": HasPatcher,
     "entropies": Entropies,
     "extras": TrainingExtras,
@@ -269,9 +280,11 @@ def missing(component: Any, contract: type) -> list[str]:
     return sorted(n for n in set(names) if not hasattr(component, n))
 
 
-def missing_cached(component: Any, slot: str = "") -> list[str]:
-    """The cached-stepping methods `component` lacks in `slot` (empty: it steps)."""
-    return missing(component, CachedStep) + [m for m in CACHED_EXTRA.get(slot, ()) if not hasattr(component, m)]
+def missing_cached(component: Any, slot: str = "", extra: tuple[str, ...] = ()) -> list[str]:
+    """The cached-stepping methods `component` lacks in `slot` (empty: it steps); `extra`
+    names methods a particular session needs beyond the slot's (learned chunking's)."""
+    needed = (*CACHED_EXTRA.get(slot, ()), *extra)
+    return missing(component, CachedStep) + [m for m in needed if not hasattr(component, m)]
 
 
 def has(component: Any, capability: str) -> bool:

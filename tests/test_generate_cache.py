@@ -92,7 +92,7 @@ def test_component_without_protocol_falls_back_naming_it(capsys, monkeypatch):
     module = importlib.import_module("bltx.infer.generate")
     monkeypatch.setattr(module, "_warned", set())
     model = model_with(PATCHERS["static"], LATENTS["gru_plugin"])
-    monkeypatch.setattr(type(model.latent), "init_cache", None)
+    monkeypatch.delattr(type(model.latent), "init_cache")  # a latent without the protocol
     a = generate(model, ["abc"], 10, sampling=GREEDY)
     generate(model, ["abc"], 10, sampling=GREEDY)
     err = capsys.readouterr().err

@@ -245,7 +245,7 @@ def test_sharded_init_reassembles_the_full_tensor_bitwise(monkeypatch):
         for r in torch.arange(3000).tensor_split(rows):
             for c in torch.arange(700).tensor_split(cols):
                 shard = out[r[0]:r[-1] + 1, c[0]:c[-1] + 1]
-                monkeypatch.setattr(init, "_local_part", lambda t, s=shard, o=(int(r[0]), int(c[0])): (s, o, (3000, 700)))
+                monkeypatch.setattr(init, "local_part", lambda t, s=shard, o=(int(r[0]), int(c[0])): (s, o, (3000, 700)))
                 init._fill_seeded(shard, seeding, "table.weight",
                                   lambda t, g: nn.init.trunc_normal_(t, std=0.02, generator=g))
         monkeypatch.undo()

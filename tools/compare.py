@@ -42,6 +42,7 @@ import torch  # noqa: E402
 
 from bltx.config import load_recipe  # noqa: E402
 from bltx.errors import BltxError, ConfigError  # noqa: E402
+from bltx.protocols import has  # noqa: E402
 
 
 def read_compare_file(path: Path) -> dict:
@@ -78,7 +79,7 @@ def run_one(recipe_path: str, flops_budget: float, overrides: list[str], out: Pa
     # Learned chunking: an untrained router's chunk count says nothing about training; the
     # ratio loss holds chunks near the target, so the budget is planned at the target and
     # the realised length is accounted after the run (below).
-    target = getattr(model, "target_chunk_length", None)
+    target = model.target_chunk_length if has(model, "learned_chunks") else None
     if target is not None:
         L_train = float(target)
     seq_len = probe.data.seq_len

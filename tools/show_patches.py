@@ -63,29 +63,28 @@ def analyse(model, text: str) -> dict:
     from bltx.bytes import encode
     from bltx.train.loss import model_forward
     from bltx.model.entropy_model import entropy_from_logits
+    from bltx.patching.entropy import EntropyPatcher
+    from bltx.protocols import has
 
     ids = encode(text, bos=True)[None]
-    patcher = getattr(model, "patcher", None)
-    ent_model = getattr(patcher, "entropy_model", None)
-    if ent_model is not None:
+    patcher = model.patcher if has(model, "patcher") else None
+    if patcher is not None and has(patcher, "entropies"):
         ent = patcher.entropies(ids)
         source = "entropy model"
     else:
         logits, _ = model_forward(model, ids)
         ent = entropy_from_logits(logits)
         source = "model next-byte entropy"
-    patch = getattr(model, "patch", None)
-    starts = patch(ids) if patch is not None else torch.ones_like(ids, dtype=torch.bool)
+    starts = model.patch(ids) if has(model, "patches") else torch.ones_like(ids, dtype=torch.bool)
     # Learned chunking (bltx/model/learned_blt.py): also the router's boundary probability
     # p_t, drawn against its 0.5 decision line.
-    probs = getattr(model, "boundary_probabilities", None)
-    p = probs(ids)[0, 1: ids.shape[1]].float().tolist() if probs is not None else None
+    p = model.boundary_probabilities(ids)[0, 1: ids.shape[1]].float().tolist() if has(model, "learned_chunks") else None
     # Byte t (position t >= 1 after BOS): H(x_t) was computed at position t-1.
     return {
         "bytes": list(text.encode("utf-8")),
         "starts": starts[0, 1: ids.shape[1]].tolist(),
         "entropy": ent[0, : ids.shape[1] - 1].float().tolist(),
-        "threshold": getattr(patcher, "threshold", None),
+        "threshold": patcher.threshold if isinstance(patcher, EntropyPatcher) else None,
         "source": source,
         "p": p,
     }

@@ -22,6 +22,7 @@ import inspect
 import torch
 
 from bltx.model.cache import row_gather
+from bltx.protocols import missing_cached
 
 STEPPED = ("byte_embedder", "encoder", "latent", "decoder")
 
@@ -35,12 +36,8 @@ def cached_support(model) -> str | None:
     if not model.decoder_lookahead:
         return "the patcher peeks at the byte it patches (predicts_next_start = False)"
     for name in STEPPED:
-        part = getattr(model, name)
-        lacking = [m for m in ("init_cache", "prefill", "step") if not callable(getattr(part, m, None))]
-        if name == "encoder" and not callable(getattr(part, "close", None)):
-            lacking.append("close")
-        if name == "decoder" and not callable(getattr(part, "set_patch", None)):
-            lacking.append("set_patch")
+        part = model.get_submodule(name)
+        lacking = missing_cached(part, name)
         if lacking:
             return f"model.{name} ({type(part).__name__}) has no cache protocol (missing {', '.join(lacking)})"
     return None

@@ -26,6 +26,7 @@ from bltx.infer.cached import CachedSession
 from bltx.model.cache import row_gather
 from bltx.model.chunking import chunk_start_positions
 from bltx.patching.base import starts_to_patch_ids
+from bltx.protocols import missing_cached
 
 STEPPED = ("byte_embedder", "encoder", "chunker", "latent", "decoder")
 EXTRA = {"encoder": ("prefill_bytes",), "chunker": ("prefill_dechunk", "merge", "upsample_step"),
@@ -41,9 +42,8 @@ def is_learned(model) -> bool:
 def learned_cached_support(model) -> str | None:
     """None when the learned-chunking `model` can generate with caches, else the reason."""
     for name in STEPPED:
-        part = getattr(model, name)
-        needed = ("init_cache", "prefill", "step", *EXTRA.get(name, ()))
-        lacking = [m for m in needed if not callable(getattr(part, m, None))]
+        part = model.get_submodule(name)
+        lacking = missing_cached(part, extra=EXTRA.get(name, ()))
         if lacking:
             return f"model.{name} ({type(part).__name__}) has no cache protocol (missing {', '.join(lacking)})"
     return None

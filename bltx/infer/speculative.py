@@ -20,7 +20,8 @@ import torch
 
 from bltx.infer.cached import CachedBLT
 from bltx.infer.sampling import mask_special, sample_next, sampling_probs
-from bltx.model.cache import SPARE, StackCache
+from bltx.model.cache import SPARE, PatchState, StackCache
+from bltx.protocols import has
 
 
 def snapshot(obj):
@@ -33,7 +34,7 @@ def snapshot(obj):
         return {key: snapshot(value) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [snapshot(value) for value in obj]
-    if hasattr(obj, "pos") and hasattr(obj, "extra"):  # PatchState
+    if isinstance(obj, PatchState):
         return {"pos": obj.pos.clone(), "last_start": obj.last_start.clone(), "extra": snapshot(obj.extra)}
     return obj
 
@@ -53,7 +54,7 @@ def restore(obj, saved):
                 value.copy_(saved[i])
             else:
                 restore(value, saved[i])
-    elif hasattr(obj, "pos") and hasattr(obj, "extra"):
+    elif isinstance(obj, PatchState):
         obj.pos.copy_(saved["pos"])
         obj.last_start.copy_(saved["last_start"])
         restore(obj.extra, saved["extra"])
@@ -74,7 +75,7 @@ def rewind_stacks(obj, by: int) -> None:
 def speculative_support(model) -> str | None:
     from bltx.patching.entropy import EntropyPatcher
 
-    patcher = getattr(model, "patcher", None)
+    patcher = model.patcher if has(model, "patcher") else None
     if not isinstance(patcher, EntropyPatcher) or not patcher.online_steps:
         return "speculative decoding drafts with an entropy patcher's model (this model has none)"
     return None

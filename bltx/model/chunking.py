@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bltx.model.init import _local_part, init_linear
+from bltx.model.init import init_linear, local_part
 from bltx.model.recurrent_latent import linear_scan
 from bltx.registry import register
 
@@ -68,7 +68,7 @@ def chunk_start_positions(patch_ids: torch.Tensor, num_chunks: int) -> torch.Ten
 def fill_identity(weight: torch.Tensor) -> None:
     """weight := I, each rank writing the part it holds: under FSDP / TP the weight is a
     DTensor, into which a full tensor cannot be copied."""
-    local, offset, _ = _local_part(weight)
+    local, offset, _ = local_part(weight)
     rows = torch.arange(local.shape[0], device=local.device) + offset[0]
     cols = torch.arange(local.shape[1], device=local.device) + offset[1]
     local.copy_((rows[:, None] == cols[None, :]).to(local.dtype))

@@ -66,7 +66,7 @@ def _block_seed(seed: int, name: str, block: int) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-def _local_part(tensor: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]]:
+def local_part(tensor: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]]:
     """(the local tensor to write, its offset in the full tensor, the full shape). Plain
     tensors are whole."""
     from torch.distributed.tensor import DTensor
@@ -86,7 +86,7 @@ def _local_part(tensor: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], tu
 @torch.no_grad()
 def _fill_seeded(tensor: torch.Tensor, seeding: _Seeding, name: str,
                  fill: Callable[[torch.Tensor, torch.Generator], None]) -> None:
-    local, offset, full_shape = _local_part(tensor)
+    local, offset, full_shape = local_part(tensor)
     if local.numel() == 0:
         return
     if len(full_shape) == 0:
