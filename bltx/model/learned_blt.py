@@ -38,7 +38,7 @@ from bltx.model.attention import attention_backend
 from bltx.model.blt import _built
 from bltx.model.chunking import cap_starts, chunk_start_positions
 from bltx.patching.base import starts_to_patch_ids
-from bltx.protocols import FlopTerm
+from bltx.protocols import FlopTerm, has
 from bltx.registry import build, register
 from bltx.schema import component
 
@@ -71,7 +71,7 @@ class LearnedChunkBLT(nn.Module):
         self.latent = _built("latent", cfg.latent, backend=self.backend)
         latent_dim = self.latent.dim
         self.encoder = _built("encoder", cfg.encoder, latent_dim=latent_dim, backend=self.backend)
-        if not all(callable(getattr(self.encoder, m, None)) for m in ("encode_bytes", "downsample")):
+        if not has(self.encoder, "staged_encoder"):
             raise ConfigError(
                 f"model.encoder: learned chunking reads the encoder's byte states between two stages; "
                 f"{type(self.encoder).__name__} lacks encode_bytes/downsample (use type = \"byte_layers\")"
