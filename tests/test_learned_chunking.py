@@ -203,3 +203,12 @@ def test_ratio_loss_with_the_batch_rate_is_the_same_on_any_data_split():
     local, _ = ratio_and_grad([ids[:1], ids[1:2], ids[2:3], ids[3:]], None)
     assert not torch.allclose(local, whole)
     model.chunker.batch_mean = None
+
+
+def test_an_encoder_without_two_stages_is_refused_in_one_line():
+    from bltx.errors import ConfigError
+
+    table = copy.deepcopy(TINY_LEARNED)
+    table["encoder"] = {**table["encoder"], "type": "local"}  # BLT's pooling encoder: one stage
+    with pytest.raises(ConfigError, match=r"model.encoder: .*lacks encode_bytes/downsample \(use type = \"byte_layers\"\)"):
+        bltx.build_model(table)
