@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from bltx.model.attention import check_backend_name
+from bltx.protocols import FlopTerm
 from bltx.registry import validate
 from bltx.schema import component
 
@@ -53,3 +54,13 @@ def count_params(model: nn.Module, parts: tuple[str, ...], by_component: bool = 
     counts = {name: count(getattr(model, name)) for name in parts}
     counts["total"] = sum(counts.values())
     return counts if by_component else counts["total"]
+
+
+def part_flop_terms(model: nn.Module, parts: tuple[str, ...], seq_len: int, patch_len: float,
+                    frozen: tuple[str, ...] = ()) -> dict[str, FlopTerm]:
+    """Forward FLOPs per byte by part, each reported by the part itself; the latent's
+    per-patch FLOPs are spread over the patch's bytes, and `frozen` parts (an entropy model)
+    are not trained."""
+    return {name: FlopTerm(model.get_submodule(name).forward_flops(seq_len, patch_len)
+                           / (patch_len if name == "latent" else 1), trained=name not in frozen)
+            for name in parts}

@@ -29,7 +29,7 @@ from torch import nn
 
 from bltx.bytes import PAD_ID
 from bltx.errors import ConfigError
-from bltx.model.assembly import ByteLatentConfig, count_params
+from bltx.model.assembly import ByteLatentConfig, count_params, part_flop_terms
 from bltx.model.attention import attention_backend
 from bltx.patching.base import lengths_to_starts, starts_to_patch_ids
 from bltx.protocols import FlopTerm, check
@@ -163,16 +163,9 @@ class BLT(nn.Module):
         self.patcher.init_weights()
 
     def flop_terms(self, seq_len: int, patch_len: float) -> dict[str, FlopTerm]:
-        """Forward FLOPs per byte by component, each reported by the component itself; the
-        latent's per-patch FLOPs are spread over the patch's bytes. The patcher (an entropy
-        model, or nothing) is frozen."""
-        return {
-            "patcher": FlopTerm(self.patcher.forward_flops(seq_len, patch_len), trained=False),
-            "byte_embedder": FlopTerm(self.byte_embedder.forward_flops(seq_len, patch_len)),
-            "encoder": FlopTerm(self.encoder.forward_flops(seq_len, patch_len)),
-            "latent": FlopTerm(self.latent.forward_flops(seq_len, patch_len) / patch_len),
-            "decoder": FlopTerm(self.decoder.forward_flops(seq_len, patch_len)),
-        }
+        """Forward FLOPs per byte by component (bltx/model/assembly.py); the patcher (an
+        entropy model, or nothing) is frozen."""
+        return part_flop_terms(self, COMPONENTS, seq_len, patch_len, frozen=("patcher",))
 
     def num_params(self, by_component: bool = True, trainable_only: bool = False) -> dict[str, int] | int:
         """Parameter counts per component (plus 'total'), or the total alone."""

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bltx.errors import ConfigError
-from bltx.model.assembly import ByteLatentConfig, count_params
+from bltx.model.assembly import ByteLatentConfig, count_params, part_flop_terms
 from bltx.model.attention import attention_backend
 from bltx.model.blt import _built
 from bltx.model.chunking import cap_starts, chunk_start_positions
@@ -144,13 +144,7 @@ class LearnedChunkBLT(nn.Module):
     def flop_terms(self, seq_len: int, patch_len: float) -> dict[str, FlopTerm]:
         """Forward FLOPs per byte by part at `patch_len` bytes per chunk (pass the realised
         mean chunk length); the latent's per-chunk FLOPs are spread over the chunk's bytes."""
-        return {
-            "byte_embedder": FlopTerm(self.byte_embedder.forward_flops(seq_len, patch_len)),
-            "encoder": FlopTerm(self.encoder.forward_flops(seq_len, patch_len)),
-            "chunker": FlopTerm(self.chunker.forward_flops(seq_len, patch_len)),
-            "latent": FlopTerm(self.latent.forward_flops(seq_len, patch_len) / patch_len),
-            "decoder": FlopTerm(self.decoder.forward_flops(seq_len, patch_len)),
-        }
+        return part_flop_terms(self, PARTS, seq_len, patch_len)
 
     def num_params(self, by_component: bool = True, trainable_only: bool = False) -> dict[str, int] | int:
         return count_params(self, PARTS, by_component, trainable_only)
