@@ -79,6 +79,13 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(-1).expand(*index.shape, x.shape[-1]))
 
 
+def boundary_probability(q: torch.Tensor, k_prev: torch.Tensor) -> torch.Tensor:
+    """p_t = (1 - cos(q_t, k_{t-1})) / 2, one definition for the forward and the cached step
+    (they must agree exactly for cached generation to equal recomputation)."""
+    cos = F.cosine_similarity(q, k_prev, dim=-1, eps=1e-6)
+    return ((1.0 - cos) * 0.5).clamp(0.0, 1.0)
+
+
 @register("chunker", "cosine")
 class CosineRouter(nn.Module):
     """H-Net's routing module and dechunker (see module doc).
@@ -122,8 +129,7 @@ class CosineRouter(nn.Module):
         """Boundary probabilities p [B, T] (float32) from encoder states h [B, T, dim]."""
         q = self.wq(h).float()
         k = self.wk(h).float()
-        cos = F.cosine_similarity(q[:, 1:], k[:, :-1], dim=-1, eps=1e-6)
-        p = ((1.0 - cos) * 0.5).clamp(0.0, 1.0)
+        p = boundary_probability(q[:, 1:], k[:, :-1])
         return F.pad(p, (1, 0), value=1.0)  # the first byte always opens a chunk
 
     def dechunk(self, zhat: torch.Tensor, p: torch.Tensor, starts: torch.Tensor,
@@ -192,7 +198,7 @@ class CosineRouter(nn.Module):
         p = self.probabilities(h)
         starts = cap_starts(p >= 0.5, max_chunks or T)
         last = (lengths - 1)[:, None]
-        cache["key"].copy_(gather_rows(self.wk(h).float(), last)[:, 0])
+        cache["key"].copy_(self.wk(gather_rows(h, last)[:, 0]).float())  # the last prompt byte's key only
         cache["chunks"].copy_((starts & (torch.arange(T, device=h.device)[None] <= last)).sum(-1))
         cache["max_chunks"] = max_chunks
         return p, starts
@@ -208,8 +214,7 @@ class CosineRouter(nn.Module):
     def step(self, h: torch.Tensor, cache: dict) -> torch.Tensor:
         """The new byte's state h [B, 1, dim] -> whether it opens a chunk, [B] bool."""
         q, k = self.wq(h[:, 0]).float(), self.wk(h[:, 0]).float()
-        cos = F.cosine_similarity(q, cache["key"], dim=-1, eps=1e-6)
-        p = ((1.0 - cos) * 0.5).clamp(0.0, 1.0)
+        p = boundary_probability(q, cache["key"])
         opens = p >= 0.5
         if cache["max_chunks"] is not None:  # cap_starts: once max_chunks are open, no more
             opens = opens & (cache["chunks"] < cache["max_chunks"])

@@ -81,7 +81,9 @@ class LearnedChunkBLT(nn.Module):
         self.chunker = build("chunker", cfg.chunker, where="model.chunker", dim=local_dim, latent_dim=latent_dim)
         self.decoder = _built("decoder", cfg.decoder, latent_dim=latent_dim, local_dim=local_dim, backend=self.backend)
         self.target_chunk_length = float(self.chunker.cfg.target_length)
-        # Same switch as BLT: keep the chunk axis at max_patches in eager forwards too.
+        # True: keep the chunk axis at max_patches in eager forwards too (set by the parallel
+        # plan when blocks compile one by one). BLT sizes its axis dynamically instead; chunks
+        # are decided inside this forward, so no eager prologue can size it here.
         self.static_patch_axis = False
         self.aux_losses: dict[str, torch.Tensor] = {}
         self.step_stats: dict[str, torch.Tensor] = {}
