@@ -22,10 +22,7 @@ import inspect
 import torch
 
 from bltx.model.cache import row_gather
-from bltx.protocols import missing_cached
-
-STEPPED = ("byte_embedder", "encoder", "latent", "decoder")
-
+from bltx.protocols import CACHED_EXTRA, missing_cached
 
 def cached_support(model) -> str | None:
     """None when `model` can generate with caches, else the reason (naming the component)."""
@@ -35,12 +32,7 @@ def cached_support(model) -> str | None:
         return f"{type(model).__name__} is not a BLT (cached steps exist for BLT models only)"
     if not model.decoder_lookahead:
         return "the patcher peeks at the byte it patches (predicts_next_start = False)"
-    for name in STEPPED:
-        part = model.get_submodule(name)
-        lacking = missing_cached(part, name)
-        if lacking:
-            return f"model.{name} ({type(part).__name__}) has no cache protocol (missing {', '.join(lacking)})"
-    return None
+    return CachedBLT.unsupported(model)
 
 
 _COMPILED: dict = {}
@@ -63,7 +55,18 @@ class CachedSession:
     latent's step takes a `bound`, and its per-byte `COMPILED` methods under torch.compile."""
 
     PARTS: tuple[str, ...] = ()
+    EXTRA: dict[str, tuple[str, ...]] = {}  # methods a part needs beyond the CachedStep contract
     COMPILED: tuple[str, ...] = ()
+
+    @classmethod
+    def unsupported(cls, model) -> str | None:
+        """None when every stepped part of `model` has the cache protocol, else which lacks what."""
+        for name in cls.PARTS:
+            part = model.get_submodule(name)
+            lacking = missing_cached(part, extra=cls.EXTRA.get(name, ()))
+            if lacking:
+                return f"model.{name} ({type(part).__name__}) has no cache protocol (missing {', '.join(lacking)})"
+        return None
 
     def __init__(self, model, batch: int, capacity: int, compiled: bool, reason: str | None):
         if reason is not None:
@@ -84,11 +87,18 @@ class CachedSession:
                 fn = compiled_step(getattr(type(self), name).__wrapped__, self.device)
                 setattr(self, name, torch.no_grad()(functools.partial(fn, self)))
 
+    def step_latent(self, x: torch.Tensor, opens: torch.Tensor, bound: int | None) -> torch.Tensor:
+        """The latent's step on new patch/chunk states `x` for rows `opens`, reading `bound` >
+        every row's count where the latent takes it."""
+        extra = {"bound": bound} if self.bounded_latent and bound is not None else {}
+        return self.model.latent.step(x, self.caches["latent"], opens, **extra)
+
 
 class CachedBLT(CachedSession):
     """Every cache of one batch of rows; rows sit at their own byte positions."""
 
-    PARTS = STEPPED
+    PARTS = ("byte_embedder", "encoder", "latent", "decoder")
+    EXTRA = CACHED_EXTRA
     COMPILED = ("feed", "decode", "_encode_patch", "_advance_latent")
 
     def __init__(self, model, batch: int, capacity: int, compiled: bool = False):
@@ -161,10 +171,7 @@ class CachedBLT(CachedSession):
 
     @torch.no_grad()
     def _advance_latent(self, opens: torch.Tensor, patch: torch.Tensor, bound: int | None) -> None:
-        m, c = self.model, self.caches
-        extra = {"bound": bound} if self.bounded_latent and bound is not None else {}
-        y = m.latent.step(patch, c["latent"], opens, **extra)
-        m.decoder.set_patch(y, opens, c["decoder"])
+        self.model.decoder.set_patch(self.step_latent(patch, opens, bound), opens, self.caches["decoder"])
 
     @torch.no_grad()
     def decode(self) -> torch.Tensor:

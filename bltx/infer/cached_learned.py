@@ -26,11 +26,6 @@ from bltx.infer.cached import CachedSession
 from bltx.model.cache import row_gather
 from bltx.model.chunking import chunk_start_positions
 from bltx.patching.base import starts_to_patch_ids
-from bltx.protocols import missing_cached
-
-STEPPED = ("byte_embedder", "encoder", "chunker", "latent", "decoder")
-EXTRA = {"encoder": ("prefill_bytes",), "chunker": ("prefill_dechunk", "merge", "upsample_step"),
-         "decoder": ("set_patch",)}
 
 
 def is_learned(model) -> bool:
@@ -41,18 +36,15 @@ def is_learned(model) -> bool:
 
 def learned_cached_support(model) -> str | None:
     """None when the learned-chunking `model` can generate with caches, else the reason."""
-    for name in STEPPED:
-        part = model.get_submodule(name)
-        lacking = missing_cached(part, extra=EXTRA.get(name, ()))
-        if lacking:
-            return f"model.{name} ({type(part).__name__}) has no cache protocol (missing {', '.join(lacking)})"
-    return None
+    return CachedLearnedBLT.unsupported(model)
 
 
 class CachedLearnedBLT(CachedSession):
     """Every cache of one batch of rows; rows sit at their own byte positions."""
 
-    PARTS = STEPPED
+    PARTS = ("byte_embedder", "encoder", "chunker", "latent", "decoder")
+    EXTRA = {"encoder": ("prefill_bytes", "to_chunk"), "chunker": ("prefill_dechunk", "merge", "upsample_step"),
+             "decoder": ("set_patch",)}
     COMPILED = ("feed", "open_chunks", "decode")  # open_chunks: one graph per bound
 
     def __init__(self, model, batch: int, capacity: int, compiled: bool = False):
@@ -89,9 +81,7 @@ class CachedLearnedBLT(CachedSession):
         """Rows `opens` start a chunk at the fed byte: the latent steps on it (reading `bound`
         > every row's chunk count, when the latent takes it), the EMA and the decoder follow."""
         m, c = self.model, self.caches
-        extra = {"bound": bound} if self.bounded_latent and bound is not None else {}
-        chunk = m.encoder.downsample(self.h, torch.zeros_like(self.h[..., 0], dtype=torch.long), 1)
-        zhat = m.latent.step(chunk, c["latent"], opens, **extra)
+        zhat = self.step_latent(m.encoder.to_chunk(self.h), opens, bound)
         m.decoder.set_patch(m.chunker.merge(zhat, opens, c["chunker"]), opens, c["decoder"])
 
     @torch.no_grad()

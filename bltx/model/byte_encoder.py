@@ -14,7 +14,7 @@ Two stages, so a chunker can sit between them (bltx/model/learned_blt.py):
 fits a BLT with any patcher.
 
 Cached generation (bltx/model/cache.py) steps the byte layers only (`prefill_bytes`, `step`);
-a chunk is `downsample` of one byte state, so it needs no cache of its own. There is no
+a chunk is `to_chunk` of its opening byte state, so it needs no cache of its own. There is no
 `close` yet (BLT's patch-closing step; it would need each open patch's first byte state): a
 BLT that pairs this encoder with a patcher generates by recomputation.
 """
@@ -53,8 +53,11 @@ class ByteLayersEncoder(ByteStackEncoder):
         return run_layers(self.layers, h, self.cfg, self.cfg.window, self.backend)
 
     def downsample(self, h: torch.Tensor, patch_ids: torch.Tensor, num_patches: int) -> torch.Tensor:
-        chunks = gather_rows(h, chunk_start_positions(patch_ids, num_patches))
-        return chunks if self.out_proj is None else self.out_proj(chunks)
+        return self.to_chunk(gather_rows(h, chunk_start_positions(patch_ids, num_patches)))
+
+    def to_chunk(self, states: torch.Tensor) -> torch.Tensor:
+        """Chunk-opening byte states [..., dim] -> the latent's input [..., latent dim]."""
+        return states if self.out_proj is None else self.out_proj(states)
 
     def forward(self, h: torch.Tensor, patch_ids: torch.Tensor, num_patches: int):
         h = self.encode_bytes(h)
