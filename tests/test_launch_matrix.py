@@ -104,6 +104,8 @@ def assert_matches(rows: list[dict], reference: list[dict], tol: float) -> None:
 # (id, processes, overrides, tolerance). data.batch_size is per data-parallel rank.
 MATRIX = [
     ("ddp", 2, ["parallelism.dp_replicate=2", "parallelism.dp_shard=1", "data.batch_size=4"], FP32),
+    # HSDP: FSDP within each of 2 replicas, gradients all-reduced across them (4 processes).
+    ("hsdp", 4, ["parallelism.dp_replicate=2", "parallelism.dp_shard=2", "data.batch_size=2"], FP32),
     ("tp", 2, ["parallelism.dp_shard=1", "parallelism.tp=2"], FP32),
     ("tp_sequence_parallel", 2, ["parallelism.dp_shard=1", "parallelism.tp=2", "parallelism.sequence_parallel=true"], FP32),
     ("fsdp_compile_ac_full", 2, ["parallelism.dp_shard=2", "data.batch_size=4", "compile.enable=true",
