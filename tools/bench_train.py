@@ -4,8 +4,11 @@
 One training step = forward + backward + AdamW step on one batch. Each row reports bytes/s
 and the achieved FLOP/s (the model's training FLOPs per byte from bltx.eval.flops (the one counter) times
 bytes/s) as a fraction of this machine's measured matmul peak in the row's dtype. All rows
-run in one process on the same machine, so the ratios are what to read. Prints a table and
-writes JSON.
+run in one process on the same machine, so the ratios are what to read. On CPU each row is
+also profiled once (tools/op_profile.py): its time in GEMM, attention and optimizer kernels,
+which a compiler calls as they are, against the rest, which it can fuse; that bounds what
+compiling can win (printed as the compile ceiling next to the measured compiled/eager).
+Prints a table and writes JSON.
 
     python tools/bench_train.py                 # tiny-recipe shapes, seq 512, batch 4
     python tools/bench_train.py --shape small   # latent 8 x 512, local 256, seq 1024 x 2, ~40M params
@@ -35,6 +38,7 @@ from bltx.parallel.compile import compile_whole  # noqa: E402
 from bltx.parallel.plans import plan_for  # noqa: E402
 from bltx.precision import resolve_dtype  # noqa: E402
 from bltx.train.optim import build_optimizer  # noqa: E402
+from tools.op_profile import compile_ceiling, kernel_split  # noqa: E402
 from tools.step_breakdown import step_breakdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,6 +264,11 @@ def main(argv=None) -> int:
     peaks = {p: max(v, matmul_peak({"fp32": torch.float32, "bf16": torch.bfloat16}[p], device))
              for p, v in peaks.items()}
     auto_dtype, auto_reason = resolve_dtype("auto", device)
+    # GEMM / attention / optimizer kernel time per step of each row (CPU): what compile
+    # does not fuse, hence the ceiling on compiled/eager.
+    kernels = {}
+    if device.type == "cpu" and not args.no_breakdown:
+        kernels = {key: kernel_split(steps[key]) for key in args.rows}
     breakdown = {}
     if not args.no_breakdown:
         model, opt = bltx_copy()
@@ -274,6 +283,8 @@ def main(argv=None) -> int:
         rows.append({"row": key, "name": name, "step_s": seconds, "bytes_per_s": bytes_per_s,
                      "flops_per_s": achieved, "peak_fraction": achieved / peaks[precision],
                      "precision": precision})
+        if key in kernels:
+            rows[-1]["kernel_s"] = kernels[key]
 
     base = rows[0]["bytes_per_s"]
     print(f"device={device} threads={torch.get_num_threads()} shape={args.shape} seq_len={args.seq_len} "
@@ -289,6 +300,20 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['name']:<24} | {r['step_s']:>8.3f} | {r['bytes_per_s']:>10.0f} | "
               f"{r['bytes_per_s'] / base:>7.2f}x | {r['flops_per_s'] / 1e9:>8.2f} | {r['peak_fraction']:>6.1%}")
+    if kernels:
+        print("kernel split of a profiled step ('other': the rest of its wall time, profiler overhead included):")
+        for r in rows:
+            split = r["kernel_s"]
+            wall = sum(split.values())
+            print(f"  {r['name']:<24} " + "  ".join(
+                f"{kind} {sec:.3f} s ({sec / wall:.0%})" for kind, sec in split.items()))
+        for p in ("fp32", "bf16"):
+            eager = next((r for r in rows if r["row"] == f"eager_{p}"), None)
+            compiled = next((r for r in rows if r["row"] == f"compiled_{p}"), None)
+            if eager and compiled:
+                ceiling = compile_ceiling(kernels[eager["row"]])
+                print(f"  {p}: compiled/eager {eager['step_s'] / compiled['step_s']:.2f}x; ceiling for a compiler "
+                      f"that fuses only 'other' {ceiling:.2f}x")
     if breakdown:
         total = sum(breakdown.values())
         print(f"eager step breakdown ({auto_dtype}; parts timed alone; sum {total:.3f} s, entropy model "
