@@ -167,3 +167,25 @@ def test_default_tables_validate():
 
     cfg = validate("model", {"type": "blt"}, "model")
     assert isinstance(cfg, BLT.Config)
+
+
+def test_hash_embedder_bag_equals_one_lookup_per_slice():
+    """The embedder's single bag lookup gives the per-slice lookups' sum (the released BLT's
+    and HF's formulation), forward and table gradient, with two hash functions."""
+    import torch.nn.functional as F
+
+    from bltx.model.embedder import HashNgramEmbedder
+
+    torch.manual_seed(0)
+    emb = HashNgramEmbedder(HashNgramEmbedder.Config(ngram_sizes=[2, 3, 5], hash_vocab=97, hash_functions=2), 16)
+    emb.init_weights()
+    ids = torch.randint(4, 260, (3, 40))
+    weight = emb.hash_table.weight
+    reference = emb.byte_table(ids) + sum(F.embedding(r, weight) for r in emb.hash_ids(ids))
+    got = emb(ids)
+    torch.testing.assert_close(got, reference, rtol=1e-6, atol=1e-6)
+    grad_out = torch.randn_like(got)
+    (want,) = torch.autograd.grad(reference, weight, grad_out)
+    (have,) = torch.autograd.grad(got, weight, grad_out)
+    torch.testing.assert_close(have, want, rtol=1e-5, atol=1e-6)
+    assert int((want != 0).any(-1).sum()) > 97  # rows of several slices were hit

@@ -196,7 +196,7 @@ def test_blt_float8_keeps_head_embeddings_and_patcher_high_precision():
     assert type(model.decoder.output) is nn.Linear
     assert not any(isinstance(m, Float8Linear) for m in model.patcher.modules())
     assert isinstance(model.latent.layers["0"].attention.wq, Float8Linear)
-    assert type(model.byte_embedder.hash_table) is nn.Embedding
+    assert type(model.byte_embedder.hash_table) is nn.EmbeddingBag
 
 
 # -- activation checkpointing ------------------------------------------------------------------

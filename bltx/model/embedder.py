@@ -77,7 +77,8 @@ class HashNgramEmbedder(nn.Module):
         self.dim = dim
         self.byte_table = nn.Embedding(VOCAB_SIZE, dim)
         n_tables = cfg.hash_functions * len(cfg.ngram_sizes)
-        self.hash_table = nn.Embedding(n_tables * cfg.hash_vocab, dim) if n_tables else None
+        # A bag table: each position sums its rows of every slice in one lookup (sum_rows).
+        self.hash_table = nn.EmbeddingBag(n_tables * cfg.hash_vocab, dim, mode="sum") if n_tables else None
 
     def hash_ids(self, ids: torch.Tensor) -> list[torch.Tensor]:
         """Row indices into `hash_table`, one [B, T] tensor per (function, n) slice."""
@@ -99,12 +100,13 @@ class HashNgramEmbedder(nn.Module):
 
     def sum_rows(self, rows: list[torch.Tensor]) -> torch.Tensor:
         """Sum of the hash-table rows at each position: `rows` holds one [B, T] index tensor
-        per (function, n) slice. One lookup of all slices, not one per slice: the backward
-        then builds one dense table-sized gradient instead of one per slice (six 3B-parameter
-        tensors at BLT-1B's 500k x 6 rows; 4 x 16 MB zero-filled and summed per step in
-        `bench_train --shape small`, one of them under compile), and a row-sharded table
-        exchanges ids and rows once per step instead of once per slice."""
-        return self.hash_table(torch.stack(rows, dim=-1)).sum(dim=-2)
+        per (function, n) slice. One bag lookup of all slices, not one lookup per slice: the
+        backward builds one dense table-sized gradient instead of one per slice (BLT-1B's
+        table has 500k x 6 rows of 1024), no [B, T, slices, dim] tensor is formed, and a
+        row-sharded table (bltx/parallel/row_sharded.py) exchanges ids and sums once per
+        step instead of once per slice."""
+        stacked = torch.stack(rows, dim=-1)
+        return self.hash_table(stacked.reshape(-1, stacked.shape[-1])).view(*stacked.shape[:-1], self.dim)
 
     def init_weights(self) -> None:
         init_embedding(self.byte_table)

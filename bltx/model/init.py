@@ -131,7 +131,7 @@ def init_linear(lin: nn.Linear, std: float | None = None) -> None:
         nn.init.zeros_(lin.bias)
 
 
-def init_embedding(emb: nn.Embedding, dim: int | None = None) -> None:
+def init_embedding(emb: nn.Embedding | nn.EmbeddingBag, dim: int | None = None) -> None:
     trunc_normal(emb.weight, (dim or emb.embedding_dim) ** -0.5)
 
 

@@ -7,6 +7,7 @@ good and the *ids* travel instead:
 
     ids of every dp shard  = all_gather(my ids)                     # B x T ints per shard
     partial rows           = lookup of those ids in my row slice    # zeros where not mine
+                             (a bag table sums each position's rows here, before the exchange)
     my embeddings          = reduce_scatter(partial rows, sum)      # B x T x d per rank
 
 Backward is the mirror image (all_gather of the output gradients, scatter-add into my
@@ -45,13 +46,14 @@ class _ScaleGrad(torch.autograd.Function):
 
 
 class RowShardedEmbedding(nn.Module):
-    """An nn.Embedding whose rows are split over `mesh[shard_dim]`; see module doc."""
+    """An nn.Embedding (or, with `bag`, an nn.EmbeddingBag in sum mode: ids [N, S] -> the sum
+    of each row's S rows, [N, dim]) whose rows are split over `mesh[shard_dim]`; see module doc."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, mesh, shard_dim: str):
+    def __init__(self, num_embeddings: int, embedding_dim: int, mesh, shard_dim: str, bag: bool = False):
         super().__init__()
         from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
-        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.num_embeddings, self.embedding_dim, self.bag = num_embeddings, embedding_dim, bag
         self.mesh, self.shard_dim = mesh, shard_dim
         placements = [Shard(0) if name == shard_dim else Replicate() for name in mesh.mesh_dim_names]
         shape, offset = compute_local_shape_and_global_offset((num_embeddings, embedding_dim), mesh, placements)
@@ -69,7 +71,10 @@ class RowShardedEmbedding(nn.Module):
         local = self.weight.to_local()
         mine = (every >= self.row_start) & (every < self.row_start + self.local_rows)
         idx = (every - self.row_start).clamp(0, max(self.local_rows - 1, 0))
-        partial = F.embedding(idx, local) * mine.unsqueeze(-1).to(local.dtype)
+        if self.bag:  # summed here, so the reduce-scatter carries one row per bag, not S
+            partial = F.embedding_bag(idx, local, per_sample_weights=mine.to(local.dtype), mode="sum")
+        else:
+            partial = F.embedding(idx, local) * mine.unsqueeze(-1).to(local.dtype)
         partial = _ScaleGrad.apply(partial, 1.0 / n)
         return _reduce_scatter(partial, "sum", 0, group)
 
@@ -79,16 +84,18 @@ class RowShardedEmbedding(nn.Module):
 
 
 def apply_row_sharding(model: nn.Module, fqns: list[str], mesh, shard_dim: str = "dp_shard") -> list[str]:
-    """Replace each nn.Embedding at `fqns` by a RowShardedEmbedding on `mesh` (before FSDP,
-    which must then leave it alone). Returns the replaced fqns."""
+    """Replace each nn.Embedding (or sum-mode nn.EmbeddingBag) at `fqns` by a
+    RowShardedEmbedding on `mesh` (before FSDP, which must then leave it alone). Returns the
+    replaced fqns."""
     done = []
     for fqn in fqns:
         parent_name, _, child = fqn.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         emb = getattr(parent, child, None)
-        if not isinstance(emb, nn.Embedding):
+        bag = isinstance(emb, nn.EmbeddingBag) and emb.mode == "sum"
+        if not (isinstance(emb, nn.Embedding) or bag):
             continue
-        sharded = RowShardedEmbedding(emb.num_embeddings, emb.embedding_dim, mesh, shard_dim)
+        sharded = RowShardedEmbedding(emb.num_embeddings, emb.embedding_dim, mesh, shard_dim, bag)
         sharded.weight.requires_grad_(emb.weight.requires_grad)
         setattr(parent, child, sharded)
         done.append(fqn)
