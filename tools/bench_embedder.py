@@ -21,6 +21,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bltx.model.embedder import HashNgramEmbedder  # noqa: E402
+from tools.table import print_table  # noqa: E402
 
 # name -> (ngram sizes, hash_vocab, dim, batch, seq_len)
 SHAPES = {
@@ -75,12 +76,9 @@ def main(argv=None) -> int:
                      "speedup": ref / bag})
         del embedder
     print(f"threads={torch.get_num_threads()} (forward + backward, best of {args.reps})")
-    head = f"{'shape':<12} | {'table rows':>10} | {'dim':>4} | {'slices':>6} | {'bytes':>6} | {'per slice s':>11} | {'bag s':>7} | {'speedup':>7}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r['shape']:<12} | {r['table_rows']:>10,} | {r['dim']:>4} | {r['slices']:>6} | {r['bytes']:>6} | "
-              f"{r['per_slice_s']:>11.3f} | {r['bag_s']:>7.3f} | {r['speedup']:>6.1f}x")
+    print_table(["shape", "table rows", "dim", "slices", "bytes", "per slice s", "bag s", "speedup"],
+                [[r["shape"], f"{r['table_rows']:,}", str(r["dim"]), str(r["slices"]), str(r["bytes"]),
+                  f"{r['per_slice_s']:.3f}", f"{r['bag_s']:.3f}", f"{r['speedup']:.1f}x"] for r in rows])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))

@@ -35,6 +35,7 @@ from bltx.bytes import encode  # noqa: E402
 from bltx.infer import SamplingConfig, generate  # noqa: E402
 from bltx.infer.speculative import SpeculativeStats  # noqa: E402
 from bltx.interop.hf import to_hf  # noqa: E402
+from tools.table import print_table  # noqa: E402
 
 PROMPT = "First Citizen:\nBefore we proceed any further, hear me speak.\n"
 
@@ -230,19 +231,16 @@ def main(argv=None) -> int:
     demo = measure_demo(Path(args.demo), args.speculative_k, greedy, args.lengths[0])
     learned = [] if args.skip_learned else measure_learned(args.lengths, greedy)
     print(f"threads={torch.get_num_threads()}  prompt={len(ids)} ids  model params={model.num_params()['total']:,}")
-    head = f"{'new bytes':>9} | {'bltx cached B/s':>15} | {'bltx recompute B/s':>18} | {'HF generate B/s':>15} | {'cached/recompute':>16} | {'cached/HF':>9} | same"
-    print(head)
-    print("-" * len(head))
+    table = []
     for r in rows:
         hf_bps = r.get("hf_bytes_per_s")
         same = r["same_output"] and r.get("hf_same_output", True)
-        hf_text = f"{hf_bps:.1f}" if hf_bps else "-"
-        vs_hf = f"{r['cached_bytes_per_s'] / hf_bps:.1f}x" if hf_bps else "-"
-        vs_full = r["cached_bytes_per_s"] / r["recompute_bytes_per_s"]
-        print(
-            f"{r['new_bytes']:>9} | {r['cached_bytes_per_s']:>15.1f} | {r['recompute_bytes_per_s']:>18.1f} | "
-            f"{hf_text:>15} | {vs_full:>15.1f}x | {vs_hf:>9} | {'yes' if same else 'NO'}"
-        )
+        table.append([str(r["new_bytes"]), f"{r['cached_bytes_per_s']:.1f}", f"{r['recompute_bytes_per_s']:.1f}",
+                      f"{hf_bps:.1f}" if hf_bps else "-",
+                      f"{r['cached_bytes_per_s'] / r['recompute_bytes_per_s']:.1f}x",
+                      f"{r['cached_bytes_per_s'] / hf_bps:.1f}x" if hf_bps else "-", "yes" if same else "NO"])
+    print_table(["new bytes", "bltx cached B/s", "bltx recompute B/s", "HF generate B/s", "cached/recompute",
+                 "cached/HF", "same"], table)
     print("cached+compiled (warm): " + ", ".join(
         f"{r['new_bytes']} new: {r['compiled_bytes_per_s']:.1f} B/s ({'same' if r['compiled_same_output'] else 'DIFFERENT'})"
         for r in rows) + f"; compiling (one warm-up generation) took {t_compile:.1f} s")
@@ -255,7 +253,7 @@ def main(argv=None) -> int:
               f"{'same' if demo['demo_same_output'] else 'DIFFERENT'} bytes")
     if learned:
         print(learned_line(learned))
-    print(f"batch 8 (prompts of 8..57 bytes): " + ", ".join(
+    print("batch 8 (prompts of 8..57 bytes): " + ", ".join(
         f"{r['new_bytes']} new: {r['batch8_bytes_per_s']:.1f} B/s" for r in rows))
     print(f"4 kB prompt: prefill {extra['prefill_4k_s'] * 1e3:.0f} ms, then 256 new bytes "
           f"{extra['gen_256_after_4k_s'] * 1e3:.0f} ms")

@@ -40,6 +40,7 @@ from bltx.precision import resolve_dtype  # noqa: E402
 from bltx.train.optim import build_optimizer  # noqa: E402
 from tools.op_profile import compile_ceiling, kernel_split  # noqa: E402
 from tools.step_breakdown import step_breakdown  # noqa: E402
+from tools.table import print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # name -> (recipe, --set overrides, default seq_len, default batch)
@@ -294,12 +295,9 @@ def main(argv=None) -> int:
     print(f"cpu flags seen: {' '.join(flags) or '-'}; training.dtype auto -> {auto_dtype} ({auto_reason})")
     print("matmul peak: " + ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in peaks.items()))
     print(f"recompiles after warm-up: {recompiles}")
-    head = f"{'row':<24} | {'step s':>8} | {'bytes/s':>10} | {'vs first':>8} | {'GFLOP/s':>8} | {'of peak':>7}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r['name']:<24} | {r['step_s']:>8.3f} | {r['bytes_per_s']:>10.0f} | "
-              f"{r['bytes_per_s'] / base:>7.2f}x | {r['flops_per_s'] / 1e9:>8.2f} | {r['peak_fraction']:>6.1%}")
+    print_table(["row", "step s", "bytes/s", "vs first", "GFLOP/s", "of peak"],
+                [[r["name"], f"{r['step_s']:.3f}", f"{r['bytes_per_s']:.0f}", f"{r['bytes_per_s'] / base:.2f}x",
+                  f"{r['flops_per_s'] / 1e9:.2f}", f"{r['peak_fraction']:.1%}"] for r in rows])
     if kernels:
         print("kernel split of a profiled step ('other': the rest of its wall time, profiler overhead included):")
         for r in rows:

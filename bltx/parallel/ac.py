@@ -12,8 +12,6 @@ helpers, so checkpoints keep the plain parameter names.
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from torch import nn
 

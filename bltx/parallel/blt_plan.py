@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from torch import nn
-
 from bltx.parallel.plans import ParallelPlan, is_llama_block, layer_blocks, register_plan
 
 
