@@ -310,7 +310,7 @@ def main(argv=None) -> int:
             eager = next((r for r in rows if r["row"] == f"eager_{p}"), None)
             compiled = next((r for r in rows if r["row"] == f"compiled_{p}"), None)
             if eager and compiled:
-                ceiling = compile_ceiling(kernels[eager["row"]])
+                ceiling = compile_ceiling(eager["step_s"], kernels[eager["row"]])
                 print(f"  {p}: compiled/eager {eager['step_s'] / compiled['step_s']:.2f}x; ceiling for a compiler "
                       f"that fuses only 'other' {ceiling:.2f}x")
     if breakdown:

@@ -24,6 +24,7 @@ import torch
 from bltx.model.cache import row_gather
 from bltx.protocols import CACHED_EXTRA, missing_cached
 
+
 def cached_support(model) -> str | None:
     """None when `model` can generate with caches, else the reason (naming the component)."""
     from bltx.model.blt import BLT
