@@ -1,8 +1,8 @@
-"""Hash n-gram embedder, forward + backward: one lookup per (hash function, n) slice summed
-(how BLT's released code and the HF port look the tables up, and bltx before) against the
-product's single bag lookup (`HashNgramEmbedder.sum_rows`). Each per-slice lookup's backward
-builds a dense gradient of the whole table, so its cost grows with the table's rows x
-slices; the bag builds one. Same weights, outputs checked equal. Prints a table, writes JSON.
+"""Hash n-gram embedder, forward + backward: one lookup per (hash function, n) slice of the
+one fused table, summed (the HF port's formulation, and bltx before), against the product's
+single bag lookup (`HashNgramEmbedder.sum_rows`). Each per-slice lookup's backward builds a
+dense gradient of the whole table, so its cost grows with the table's rows x slices; the
+bag builds one. Same weights, outputs checked equal. Prints a table, writes JSON.
 
     python tools/bench_embedder.py              # the small bench shape and BLT-1B's table rows
 """
