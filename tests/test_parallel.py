@@ -303,3 +303,16 @@ def test_scale_recipes_load_and_plan_on_meta(name, world_size):
         assert "row-sharded embeddings" in text
         gathered = float(next(x for x in text.splitlines() if "fsdp gathered" in x).split()[-2])
         assert gathered < 1.0
+
+
+@pytest.mark.parametrize("table", [nn.EmbeddingBag(10, 4, mode="mean"), nn.Embedding(10, 4, padding_idx=0),
+                                   nn.Embedding(10, 4, max_norm=1.0), nn.Linear(4, 4)])
+def test_row_sharding_refuses_what_its_lookup_does_not_implement(table):
+    """A plan listing a table the row-sharded lookup cannot reproduce is one ConfigError line,
+    not a silent fallback to FSDP gathering it whole (checked before any mesh is touched)."""
+    from bltx.parallel.row_sharded import apply_row_sharding
+
+    model = nn.Module()
+    model.table = table
+    with pytest.raises(ConfigError, match="row_sharded lists 'table'.*row_shard_embeddings = false"):
+        apply_row_sharding(model, ["table"], mesh=None)

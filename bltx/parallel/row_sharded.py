@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributed.tensor import DTensor, Replicate, Shard
 
+from bltx.errors import ConfigError
+
 # torch 2.13 renamed these (the old names warn); older releases have only the old ones.
 _all_gather = getattr(funcol, "all_gather_single", None) or funcol.all_gather_tensor
 _reduce_scatter = getattr(funcol, "reduce_scatter_single_autograd", None) or funcol.reduce_scatter_tensor_autograd
@@ -85,16 +87,24 @@ class RowShardedEmbedding(nn.Module):
 
 def apply_row_sharding(model: nn.Module, fqns: list[str], mesh, shard_dim: str = "dp_shard") -> list[str]:
     """Replace each nn.Embedding (or sum-mode nn.EmbeddingBag) at `fqns` by a
-    RowShardedEmbedding on `mesh` (before FSDP, which must then leave it alone). Returns the
-    replaced fqns."""
+    RowShardedEmbedding on `mesh` (before FSDP, which must then leave it alone); anything
+    else at an fqn is a ConfigError. Returns the replaced fqns."""
     done = []
     for fqn in fqns:
         parent_name, _, child = fqn.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         emb = getattr(parent, child, None)
-        bag = isinstance(emb, nn.EmbeddingBag) and emb.mode == "sum"
-        if not (isinstance(emb, nn.Embedding) or bag):
-            continue
+        bag = isinstance(emb, nn.EmbeddingBag)
+        plain = isinstance(emb, nn.Embedding) and emb.padding_idx is None
+        options = plain or (bag and emb.mode == "sum" and emb.padding_idx is None)
+        if not options or emb.max_norm is not None or emb.scale_grad_by_freq:
+            # A table FSDP would otherwise gather whole, silently; or lookup options the
+            # row-sharded lookup does not implement.
+            raise ConfigError(
+                f"parallel plan: row_sharded lists '{fqn}', a {type(emb).__name__} this lookup cannot "
+                "shard (supported: nn.Embedding or sum-mode nn.EmbeddingBag without padding_idx, "
+                "max_norm or scale_grad_by_freq); drop it from the plan's row_sharded or set "
+                "parallelism.row_shard_embeddings = false")
         sharded = RowShardedEmbedding(emb.num_embeddings, emb.embedding_dim, mesh, shard_dim, bag)
         sharded.weight.requires_grad_(emb.weight.requires_grad)
         setattr(parent, child, sharded)
