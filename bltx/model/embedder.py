@@ -136,14 +136,11 @@ class HashNgramEmbedder(nn.Module):
         T = ids.shape[1]
         h = self.byte_table(ids)
         if self.hash_table is not None:
+            # The context holds the max(ngram_sizes) - 1 ids before the new ones (zeros at
+            # the start, as the forward's left padding), so the window's last T hashes are
+            # the forward's.
             window = torch.cat([ctx, ids.long()], dim=1)
-            rows = []
-            for f in range(self.cfg.hash_functions):
-                prime = HASH_PRIMES[f % len(HASH_PRIMES)]
-                for n in self.cfg.ngram_sizes:
-                    row = ngram_hash(window[:, -(n + T - 1):], n, prime, self.cfg.hash_vocab)[:, -T:]
-                    rows.append(row + len(rows) * self.cfg.hash_vocab)
-            h = h + self.sum_rows(rows)
+            h = h + self.sum_rows([r[:, -T:] for r in self.hash_ids(window)])
             if ctx.shape[1]:
                 ctx.copy_(window[:, window.shape[1] - ctx.shape[1]:])
         return h

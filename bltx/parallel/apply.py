@@ -101,7 +101,8 @@ def parallelize(model: nn.Module, recipe, world, plan: ParallelPlan | None = Non
             and degrees.dp_replicate == 1):
         # (With replicas the slices would also need a gradient all-reduce across them:
         # not done, so HSDP keeps gathering the tables through FSDP.)
-        row_sharded = apply_row_sharding(model, plan.row_sharded, world.mesh, "dp_shard")
+        apply_row_sharding(model, plan.row_sharded, world.mesh, "dp_shard")
+        row_sharded = list(plan.row_sharded)
         summary.row_sharded = row_sharded
     mode = recipe.activation_checkpoint.mode
     apply_ac(model, plan.blocks, mode)

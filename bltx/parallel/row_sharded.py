@@ -85,21 +85,17 @@ class RowShardedEmbedding(nn.Module):
                 f"{self.row_start + self.local_rows} over {self.shard_dim}")
 
 
-def apply_row_sharding(model: nn.Module, fqns: list[str], mesh, shard_dim: str = "dp_shard") -> list[str]:
+def apply_row_sharding(model: nn.Module, fqns: list[str], mesh, shard_dim: str = "dp_shard") -> None:
     """Replace each nn.Embedding (or sum-mode nn.EmbeddingBag) at `fqns` by a
     RowShardedEmbedding on `mesh` (before FSDP, which must then leave it alone); anything
-    else at an fqn is a ConfigError. Returns the replaced fqns."""
-    done = []
+    else at an fqn is a ConfigError (FSDP would otherwise gather it whole, silently)."""
     for fqn in fqns:
         parent_name, _, child = fqn.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         emb = getattr(parent, child, None)
         bag = isinstance(emb, nn.EmbeddingBag)
-        plain = isinstance(emb, nn.Embedding) and emb.padding_idx is None
-        options = plain or (bag and emb.mode == "sum" and emb.padding_idx is None)
-        if not options or emb.max_norm is not None or emb.scale_grad_by_freq:
-            # A table FSDP would otherwise gather whole, silently; or lookup options the
-            # row-sharded lookup does not implement.
+        table = isinstance(emb, nn.Embedding) or (bag and emb.mode == "sum")
+        if not table or emb.padding_idx is not None or emb.max_norm is not None or emb.scale_grad_by_freq:
             raise ConfigError(
                 f"parallel plan: row_sharded lists '{fqn}', a {type(emb).__name__} this lookup cannot "
                 "shard (supported: nn.Embedding or sum-mode nn.EmbeddingBag without padding_idx, "
@@ -108,5 +104,3 @@ def apply_row_sharding(model: nn.Module, fqns: list[str], mesh, shard_dim: str =
         sharded = RowShardedEmbedding(emb.num_embeddings, emb.embedding_dim, mesh, shard_dim, bag)
         sharded.weight.requires_grad_(emb.weight.requires_grad)
         setattr(parent, child, sharded)
-        done.append(fqn)
-    return done
