@@ -15,6 +15,9 @@ BOS_ID = 1
 EOS_ID = 2
 OFFSET = 4
 VOCAB_SIZE = 256 + OFFSET  # 260
+# A target that is not trained on (a prompt byte under data.loss_on = "completion"): the
+# loss skips it and no byte counter counts it.
+IGNORE_ID = -100
 
 
 def encode(data: bytes | bytearray | str, bos: bool = False, eos: bool = False) -> torch.Tensor:

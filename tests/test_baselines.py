@@ -41,8 +41,8 @@ def test_bpe_nll_is_token_nll_plus_the_next_byte():
     ids = torch.stack([encode("First Citizen:\nBefore we", bos=True), encode("hello there, my friend!!!", bos=False)])
     targets = torch.cat([ids[:, 1:], torch.full((2, 1), 4 + ord("x"))], dim=1)
     with torch.no_grad():
-        total = model.nll_sum(ids, targets)
-        logits = model(ids)
+        total = model(ids, targets).nll
+        logits = model(ids).logits
         tokens, n_tokens, _, token_len = model.tokenize(ids)
         logp = torch.log_softmax(model.lm(tokens), -1)
     direct = 0.0
@@ -58,19 +58,18 @@ def test_bpe_nll_is_token_nll_plus_the_next_byte():
     changed = ids.clone()
     changed[:, -3:] = 4 + ord("z")
     with torch.no_grad():
-        again = model(changed)
+        again = model(changed).logits
     torch.testing.assert_close(again[:, 0], logits[:, 0])
 
 
 def test_bpe_trainer_and_eval_use_token_nll(tmp_path):
-    from bltx.train.loss import batch_nll
-
     torch.manual_seed(0)
     model = bltx.build_model(BPE)
     ids = encode("To be, or not to be", bos=True)[None]
     targets = torch.cat([ids[:, 1:], ids[:, :1]], dim=1)
-    nll, starts = batch_nll(model, ids, targets)
-    assert torch.equal(nll, model.nll_sum(ids, targets)) and starts is not None
+    out = model(ids, targets)
+    nll, starts = out.nll, out.starts
+    assert out.logits is None and torch.equal(starts, model.patch(ids))
     nll.backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)

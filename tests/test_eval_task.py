@@ -7,6 +7,7 @@ import torch
 
 from bltx.bytes import EOS_ID, OFFSET, VOCAB_SIZE
 from bltx.config import load_recipe
+from bltx.model.output import lm_output
 from bltx.train.loss import evaluate_bpb
 from bltx.train.trainer import Trainer
 from conftest import run_cli
@@ -16,8 +17,8 @@ from test_train_generic_model import TINY_BLT, write_recipe
 class Uniform(torch.nn.Module):
     """Predicts every id with equal probability: bpb is log2(260) per predicted id."""
 
-    def forward(self, ids, **kw):
-        return torch.zeros(*ids.shape, VOCAB_SIZE)
+    def forward(self, ids, targets=None, **kw):
+        return lm_output(torch.zeros(*ids.shape, VOCAB_SIZE), targets)
 
 
 def test_bpb_counts_real_bytes_only():

@@ -49,7 +49,7 @@ def reference_logprob(model, context: str, continuation: str) -> tuple[float, bo
     ctx = [BOS_ID] + [b + OFFSET for b in context.encode()]
     cont = [b + OFFSET for b in continuation.encode()]
     ids = torch.tensor([ctx + cont])
-    logp = torch.log_softmax(model(ids[:, :-1]).float(), dim=-1)[0]
+    logp = torch.log_softmax(model(ids[:, :-1]).logits.float(), dim=-1)[0]
     total, greedy = 0.0, True
     for k, target in enumerate(cont):
         pos = len(ctx) - 1 + k  # logits at pos predict id pos + 1
@@ -71,7 +71,7 @@ def test_loglikelihood_equals_the_models_own_sum(run):
     [(lp, _)] = short.loglikelihood(requests(("a long context that is cut", " tail")))
     ids = torch.tensor([[b + OFFSET for b in b" cut tail"]])  # the last 8 + 1 bytes
     with torch.no_grad():
-        logp = torch.log_softmax(run.model(ids[:, :-1]).float(), dim=-1)[0]
+        logp = torch.log_softmax(run.model(ids[:, :-1]).logits.float(), dim=-1)[0]
     assert lp == pytest.approx(float(sum(logp[3 + k, ids[0, 4 + k]] for k in range(5))), abs=1e-4)
 
 
@@ -88,7 +88,7 @@ def test_rolling_loglikelihood_scores_every_byte_once(run):
         end = min(start + 16, len(tokens))
         window = torch.tensor([tokens[max(0, end - 17) : end]])
         with torch.no_grad():
-            logp = torch.log_softmax(run.model(window[:, :-1]).float(), dim=-1)[0]
+            logp = torch.log_softmax(run.model(window[:, :-1]).logits.float(), dim=-1)[0]
         scored = end - start
         want += float(sum(logp[-scored + k, window[0, -scored + k]] for k in range(scored)))
     assert small.loglikelihood_rolling(requests((text,)))[0] == pytest.approx(want, abs=1e-4)

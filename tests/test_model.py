@@ -24,7 +24,9 @@ def rand_ids(B=2, T=24, seed=1):
 def test_forward_shapes_and_counts():
     model = make()
     ids = rand_ids()
-    logits = model(ids)
+    out = model(ids)
+    logits = out.logits
+    assert out.nll is None and torch.equal(out.starts, model.patch(ids))
     assert logits.shape == (2, 24, 260)
     assert torch.isfinite(logits).all()
     counts = model.num_params()
@@ -43,15 +45,20 @@ def test_patch_api_matches_forward():
     assert 1 < starts.sum() < starts.numel()  # the tiny threshold gives mixed patches
     full = model.patch(ids, include_next=True)
     assert torch.equal(full[:, :-1], starts)
-    torch.testing.assert_close(model(ids), model(ids, starts=full), rtol=0, atol=0)
+    torch.testing.assert_close(model(ids).logits, model(ids, starts=full).logits, rtol=0, atol=0)
     # Precomputed entropies give the same result as realtime patching.
     ent = model.patcher.entropies(ids)
-    torch.testing.assert_close(model(ids, entropies=ent), model(ids), rtol=0, atol=0)
+    torch.testing.assert_close(model(ids, entropies=ent).logits, model(ids).logits, rtol=0, atol=0)
     # patch_lengths and starts describe the same patching.
     from bltx.patching.base import starts_to_lengths
 
     lengths = starts_to_lengths(starts)
-    torch.testing.assert_close(model(ids, patch_lengths=lengths), model(ids, starts=starts), rtol=0, atol=0)
+    torch.testing.assert_close(model(ids, patch_lengths=lengths).logits, model(ids, starts=starts).logits, rtol=0, atol=0)
+    # With targets the forward returns their summed NLL, the same as the logits' cross-entropy.
+    targets = ids.roll(-1, 1)
+    nll = model(ids, targets).nll
+    ref = torch.nn.functional.cross_entropy(model(ids).logits.flatten(0, 1), targets.flatten(), reduction="sum")
+    torch.testing.assert_close(nll, ref, rtol=1e-6, atol=1e-4)
 
 
 @pytest.mark.parametrize("patcher", ["entropy", "static", "space"])
@@ -66,11 +73,11 @@ def test_end_to_end_causality(patcher):
     ids = rand_ids(B=1, T=20)
     if patcher == "space":
         ids[0, ::3] = ord(" ") + 4
-    base = model(ids)
+    base = model(ids).logits
     for t in (0, 5, 11, 18):
         changed = ids.clone()
         changed[:, t + 1:] = torch.randint(4, 260, changed[:, t + 1:].shape)
-        out = model(changed)
+        out = model(changed).logits
         # Other future bytes change the eager patch count P and with it the latent's kernel
         # shapes: rounding noise near 1e-6 (exactly 0 when P stays); a leak is far larger.
         torch.testing.assert_close(out[:, : t + 1], base[:, : t + 1], rtol=0, atol=1e-5)
@@ -83,7 +90,7 @@ def test_every_trainable_parameter_gets_gradient():
     )
     model.train()
     ids = rand_ids()
-    loss = torch.nn.functional.cross_entropy(model(ids).flatten(0, 1), ids.flatten())
+    loss = torch.nn.functional.cross_entropy(model(ids).logits.flatten(0, 1), ids.flatten())
     loss.backward()
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and not any(n.startswith("patcher.") for n in trainable)
@@ -106,21 +113,21 @@ def test_meta_build_then_init_weights():
             assert torch.all(p == 1), name
         else:
             assert p.std() > 0, name
-    assert torch.isfinite(model(rand_ids())).all()
+    assert torch.isfinite(model(rand_ids()).logits).all()
 
 
 def test_padding_patches_never_reach_real_bytes():
     model = make(max_patches=None, patcher={"type": "static", "stride": 4})
     ids = rand_ids(T=24)
     starts = model._starts(ids, None, None, None)
-    real = model(ids)  # eager sizes the patch axis to the real count (6 here)
+    real = model(ids).logits  # eager sizes the patch axis to the real count (6 here)
     for P in (6, 10, 24):  # and padded axes (a compiled whole forward pads to max_patches)
         slots = torch.zeros(ids.shape[0], P, dtype=torch.bool)
-        torch.testing.assert_close(model.forward_patched(ids, starts, slots), real, rtol=0, atol=1e-5)
+        torch.testing.assert_close(model.forward_patched(ids, starts, slots)[0], real, rtol=0, atol=1e-5)
     # max_patches bounds whole-forward graphs only: an eager window over it is exact.
     small = make(max_patches=4, patcher={"type": "static", "stride": 4})
     small.load_state_dict(model.state_dict())
-    torch.testing.assert_close(small(ids), real, rtol=0, atol=1e-5)
+    torch.testing.assert_close(small(ids).logits, real, rtol=0, atol=1e-5)
 
 
 def test_window_mask_matches_reference():
@@ -139,8 +146,8 @@ def test_flex_backend_forward_matches_sdpa():
     flex.load_state_dict(model.state_dict())
     ids = rand_ids()
     with torch.no_grad():  # FlexAttention has no CPU backward
-        out = flex(ids)
-        ref = model(ids)
+        out = flex(ids).logits
+        ref = model(ids).logits
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from bltx.bytes import VOCAB_SIZE
 from bltx.config import dumps_toml, load_recipe
+from bltx.model.output import lm_output
 from bltx.registry import Registry, register
 
 TESTS = Path(__file__).resolve().parent
@@ -57,10 +58,10 @@ if "test_bytelm" not in Registry.for_kind("model")._entries:
             pos = torch.arange(ids.shape[1] + include_next, device=ids.device)
             return (pos % self.stride == 0).expand(ids.shape[0], -1)
 
-        def forward(self, ids, starts=None, patch_lengths=None, entropies=None):
+        def forward(self, ids, targets=None, *, starts=None, patch_lengths=None, entropies=None):
             h = self.embed(ids).transpose(1, 2)
             h = self.mix(nn.functional.pad(h, (2, 0))).transpose(1, 2)  # causal: left pad
-            return self.head(torch.tanh(h))
+            return lm_output(self.head(torch.tanh(h)), targets, starts=self.patch(ids))
 
         def init_weights(self):
             for p in self.parameters():
@@ -71,19 +72,17 @@ if "test_bytelm_extras" not in Registry.for_kind("model")._entries:
 
     @register("model", "test_bytelm_extras")
     class ByteLMWithExtras(ByteLMStandIn):
-        """The stand-in with the `extras` capability (bltx/protocols.py): each forward leaves
-        an aux loss on a parameter that the logits never read, and a step statistic."""
+        """The stand-in returning extras in its ModelOutput (bltx/model/output.py): an aux
+        loss on a parameter that the logits never read, and a step statistic."""
 
         def __init__(self, cfg, **context):
             super().__init__(cfg, **context)
             self.aux_only = nn.Parameter(torch.ones(3))
-            self.aux_losses: dict[str, torch.Tensor] = {}
-            self.step_stats: dict[str, torch.Tensor] = {}
 
-        def forward(self, ids, **kw):
-            self.aux_losses = {"aux_penalty": self.aux_only.pow(2).sum()}
-            self.step_stats = {"stand_in_stat": torch.tensor(0.25)}
-            return super().forward(ids, **kw)
+        def forward(self, ids, targets=None, **kw):
+            out = super().forward(ids, targets, **kw)
+            return out._replace(aux_losses={"aux_penalty": self.aux_only.pow(2).sum()},
+                                stats={"stand_in_stat": torch.tensor(0.25)})
 
 
 def write_recipe(folder: Path, model: dict | None = None, **sections) -> Path:
@@ -126,14 +125,13 @@ def test_trainer_runs_a_plugin_model_and_logs_patch_statistics(tmp_path, capsys)
 
 
 def test_trainer_adds_aux_losses_and_logs_model_extras(tmp_path):
-    """The `extras` contract: the aux loss joins the loss (its parameter, read by nothing
+    """The ModelOutput extras: the aux loss joins the loss (its parameter, read by nothing
     else, gets a gradient and moves) and both dicts are logged by name as window means."""
     from bltx.train.trainer import Trainer
 
     path = write_recipe(tmp_path, model={"type": "test_bytelm_extras"}, training={"steps": 2},
                         checkpoint={"enable": False})
     trainer = Trainer(load_recipe(path))
-    assert trainer.model_extras
     before = trainer.model.aux_only.detach().clone()
     trainer.fit()
     assert not torch.equal(trainer.model.aux_only.detach(), before)

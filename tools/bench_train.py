@@ -32,6 +32,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bltx  # noqa: E402
+from bltx.bytes import IGNORE_ID  # noqa: E402
 from bltx.config import load_recipe  # noqa: E402
 from bltx.eval.flops import flops_per_byte  # noqa: E402
 from bltx.patching.base import starts_to_lengths  # noqa: E402
@@ -122,6 +123,12 @@ def loss_of(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
 
 
+def shifted_targets(ids: torch.Tensor) -> torch.Tensor:
+    """The targets `loss_of` scores (byte t+1 at t; the last position not trained), for a
+    bltx model that computes its loss inside its forward as the trainer calls it."""
+    return torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], IGNORE_ID)], dim=1)
+
+
 def time_steps(step, steps: int, warmup: int, device) -> float:
     for _ in range(warmup):
         step()
@@ -204,8 +211,8 @@ def main(argv=None) -> int:
         def step():
             ids, starts = batches[turn[0] % 2]
             turn[0] += 1
-            with autocast:
-                loss = loss_of(model(ids, starts=starts), ids)
+            with autocast:  # the trainer's call: the loss inside the (compiled) forward
+                loss = model(ids, shifted_targets(ids), starts=starts).nll / (ids.numel() - ids.shape[0])
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

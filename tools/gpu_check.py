@@ -73,7 +73,7 @@ def flex_vs_sdpa(seq_len: int) -> dict:
         model = build_training_model(load_recipe(ROOT / "recipes/1b.toml", [*sets, f'model.attention="{backend}"']), world)
         model.eval()
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-            logits[backend] = model(ids).float()
+            logits[backend] = model(ids).logits.float()
         del model
         torch.cuda.empty_cache()
     diff = (logits["flex"] - logits["sdpa"]).abs()

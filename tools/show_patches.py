@@ -61,21 +61,20 @@ def load_model(recipe_path: str | None, checkpoint: str | None, overrides: list[
 def analyse(model, text: str) -> dict:
     """{"bytes": [...], "starts": [bool per byte], "entropy": [H(x_t) per byte], "threshold"}."""
     from bltx.bytes import encode
-    from bltx.train.loss import model_forward
     from bltx.model.entropy_model import entropy_from_logits
     from bltx.patching.entropy import EntropyPatcher
     from bltx.protocols import has
 
     ids = encode(text, bos=True)[None]
     patcher = model.patcher if has(model, "patcher") else None
+    out = model(ids)  # the patching the model runs, and its next-byte logits
     if patcher is not None and has(patcher, "entropies"):
         ent = patcher.entropies(ids)
         source = "entropy model"
     else:
-        logits, _ = model_forward(model, ids)
-        ent = entropy_from_logits(logits)
+        ent = entropy_from_logits(out.logits)
         source = "model next-byte entropy"
-    starts = model.patch(ids) if has(model, "patches") else torch.ones_like(ids, dtype=torch.bool)
+    starts = out.starts if out.starts is not None else torch.ones_like(ids, dtype=torch.bool)
     # Learned chunking (bltx/model/learned_blt.py): also the router's boundary probability
     # p_t, drawn against its 0.5 decision line.
     p = model.boundary_probabilities(ids)[0, 1: ids.shape[1]].float().tolist() if has(model, "learned_chunks") else None

@@ -47,7 +47,7 @@ def step_breakdown(model, ids, starts, loss_fn, optimizer, autocast, reps: int =
         lambda mod, args, out, name=name: seen.__setitem__(name, (args, out))) for name in PARTS]
     try:
         with autocast:
-            logits = model(ids, starts=starts)
+            logits = model(ids, starts=starts).logits
     finally:
         for h in hooks:
             h.remove()
@@ -72,7 +72,7 @@ def step_breakdown(model, ids, starts, loss_fn, optimizer, autocast, reps: int =
     times["loss"] = _best_of(loss_step, reps, device)
     optimizer.zero_grad(set_to_none=True)
     with autocast:
-        loss = loss_fn(model(ids, starts=starts), ids)
+        loss = loss_fn(model(ids, starts=starts).logits, ids)
     loss.backward()
     # AdamW is not idempotent, but its cost does not depend on the values: time it as is.
     times["optimizer"] = _best_of(optimizer.step, reps, device)

@@ -26,7 +26,7 @@ from lm_eval.api.model import LM
 from bltx.bytes import BOS_ID, EOS_ID, OFFSET, decode
 from bltx.infer.generate import generate
 from bltx.infer.sampling import SamplingConfig
-from bltx.train.loss import autocast_context, model_forward
+from bltx.train.loss import autocast_context
 
 
 def byte_ids(text: str) -> list[int]:
@@ -63,7 +63,7 @@ class BltxLM(LM):
                 seq = items[i][0]
                 ids[row, : len(seq) - 1] = torch.tensor(seq[:-1])
             with autocast_context(self._device, self.dtype):
-                logits, _ = model_forward(self.model, ids.to(self._device))
+                logits = self.model(ids.to(self._device)).logits
             logp = torch.log_softmax(logits.float(), dim=-1).cpu()
             for row, i in enumerate(chunk):
                 seq, n = items[i]

@@ -45,7 +45,7 @@ def generate_recompute(
     for _ in range(max_new_bytes):
         if stop.all_done:
             break
-        logits = model(buffer[:, : max(lengths)])
+        logits = model(buffer[:, : max(lengths)]).logits
         last = logits[torch.arange(batch, device=device), torch.tensor(lengths, device=device) - 1]
         next_ids = sample_next(last, sampling, generator).tolist()
         for row in range(batch):

@@ -7,9 +7,9 @@
 
 Both report bits per byte measured on bytes. The BPE model has no per-byte distribution,
 so it follows the usual convention (the BLT paper's too): bpb = (sum of token NLLs over a
-window) / (bytes in the window). It provides `nll_sum(ids, targets)`, which the trainer and
-`bltx.train.loss` use instead of cross-entropy of logits when a model has it: the NLL of the
-tokens of x_1..x_{T-1} (x_0 is the context token) plus, for the target after the window,
+window) / (bytes in the window). Its forward returns that sum as the output's `nll` when
+given targets (bltx/model/output.py), so the trainer and `bltx.train.loss` score it like
+any other model: the NLL of the tokens of x_1..x_{T-1} (x_0 is the context token) plus, for the target after the window,
 the next token's distribution marginalised to its first byte. The last token may be cut by
 the window edge, which costs a little (a few hundredths of a bit per byte at T = 256)
 against an unbounded context.
@@ -17,7 +17,7 @@ against an unbounded context.
 Its forward returns, at each byte, the first-byte marginal of the token that follows the
 token holding that byte: an exact next-byte distribution at token ends (the last position
 always is one), so generation reads the last row, one prompt at a time.
-`patch(ids)` returns the token starts so the trainer logs bytes per token as the mean
+Its output's `starts` are the token starts, so the trainer logs bytes per token as the mean
 patch length.
 """
 
@@ -34,6 +34,7 @@ from bltx.bytes import OFFSET, VOCAB_SIZE
 from bltx.patching.bpe_vocab import DEFAULT_CACHE, BpeVocab, load_or_train, load_tokenizer, split_specials
 from bltx.model.attention import attention_backend, check_backend_name
 from bltx.model.causal_lm import CausalLM
+from bltx.model.output import ModelOutput, lm_output
 from bltx.model.transformer import TransformerDims
 from bltx.protocols import FlopTerm
 from bltx.registry import register
@@ -49,6 +50,14 @@ class LMDims(TransformerDims):
     def __post_init__(self):
         super().__post_init__()
         check_backend_name(self.attention)
+
+
+def _token_starts(owner: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """bool [B, T]: where a token starts, from `owner` (the token index holding byte t+1)."""
+    starts = torch.ones_like(ids, dtype=torch.bool)
+    if owner.shape[1] > 1:
+        starts[:, 2:] = owner[:, 1:] != owner[:, :-1]
+    return starts
 
 
 def _dims_only(cfg: LMDims) -> TransformerDims:
@@ -68,8 +77,8 @@ class ByteTransformer(nn.Module):
         self.cfg = cfg
         self.lm = CausalLM(_dims_only(cfg), VOCAB_SIZE, attention_backend(cfg.attention, "model.attention"))
 
-    def forward(self, ids: torch.Tensor, **ignored) -> torch.Tensor:
-        return self.lm(ids)
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, **ignored) -> ModelOutput:
+        return lm_output(self.lm(ids), targets)
 
     def init_weights(self) -> None:
         self.lm.init_weights()
@@ -162,41 +171,34 @@ class BpeTransformer(nn.Module):
     def patch(self, ids: torch.Tensor, entropies=None, include_next: bool = False) -> torch.Tensor:
         """Token starts [B, T] (for statistics: bytes per token as mean patch length); a
         False column appended with include_next (forward reads no starts)."""
-        _, _, owner, _ = self.tokenize(ids)
-        starts = torch.ones_like(ids, dtype=torch.bool)
-        if owner.shape[1] > 1:
-            starts[:, 2:] = owner[:, 1:] != owner[:, :-1]
+        starts = _token_starts(self.tokenize(ids)[2], ids)
         return F.pad(starts, (0, 1), value=False) if include_next else starts
 
     # -- forward ------------------------------------------------------------------------------
-
-    def _token_logp(self, ids: torch.Tensor):
-        tokens, n_tokens, owner, _ = self.tokenize(ids)
-        logp = torch.log_softmax(self.lm(tokens).float(), dim=-1)  # [B, M+1, V]
-        return tokens, n_tokens, owner, logp
 
     def _first_byte_logp(self, logp: torch.Tensor) -> torch.Tensor:
         """Next-token log-probabilities [..., V] -> log-probabilities of its first byte."""
         return torch.log((logp.exp() @ self.first_byte).clamp(min=1e-30))
 
-    def nll_sum(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Summed NLL (nats) of the window's tokens and of the target after the window."""
-        tokens, n_tokens, _, logp = self._token_logp(ids)
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, **ignored) -> ModelOutput:
+        """ids [B, T] -> ModelOutput with the token starts and, with `targets`, the summed NLL
+        (nats) of the window's tokens and of the target after the window (see the module
+        doc); without, logits [B, T, 260]: at byte t the first-byte marginal of the token
+        after the one holding byte t (exact next-byte logits at token ends and the last row)."""
+        B, T = ids.shape
+        tokens, n_tokens, owner, _ = self.tokenize(ids)
+        logp = torch.log_softmax(self.lm(tokens).float(), dim=-1)  # [B, M+1, V]
+        starts = _token_starts(owner, ids)
+        if targets is None:
+            holder = F.pad(owner, (1, 0))  # token index holding byte t (0: the context token)
+            marginal = self._first_byte_logp(logp)  # [B, M+1, 260]
+            return ModelOutput(logits=marginal.gather(1, holder[..., None].expand(B, T, VOCAB_SIZE)), starts=starts)
         # NLL of token j (1-based) is predicted at position j-1; padding tokens don't count.
         nll = -logp[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]  # [B, M]
         real = torch.arange(nll.shape[1], device=ids.device)[None, :] < n_tokens[:, None]
-        rows = torch.arange(ids.shape[0], device=ids.device)
+        rows = torch.arange(B, device=ids.device)
         tail = self._first_byte_logp(logp[rows, n_tokens]).gather(-1, targets[:, -1:])
-        return (nll * real).sum() - tail.sum()
-
-    def forward(self, ids: torch.Tensor, **ignored) -> torch.Tensor:
-        """ids [B, T] -> [B, T, 260]: at byte t, the first-byte marginal of the token after
-        the one holding byte t (exact next-byte logits at token ends and the last row)."""
-        B, T = ids.shape
-        _, _, owner, logp = self._token_logp(ids)
-        holder = F.pad(owner, (1, 0))  # token index holding byte t (0: the context token)
-        marginal = self._first_byte_logp(logp)  # [B, M+1, 260]
-        return marginal.gather(1, holder[..., None].expand(B, T, VOCAB_SIZE))
+        return ModelOutput(nll=(nll * real).sum() - tail.sum(), starts=starts)
 
     def init_weights(self) -> None:
         self.lm.init_weights()

@@ -1,9 +1,10 @@
 """The BLT model: patcher -> byte embedder -> local encoder -> latent -> local decoder.
 
     model = build("model", {"type": "blt", "max_patches": 64, "encoder": {...}, ...})
-    logits = model(ids)                          # [B, T, 260], patcher in the loop
+    out = model(ids)                             # ModelOutput: logits [B, T, 260], starts [B, T]
+    out = model(ids, targets)                    # .nll: summed next-byte NLL (training)
     starts = model.patch(ids)                    # bool [B, T], for patch statistics
-    logits = model(ids, starts=starts)           # or patch_lengths=[B, P] / entropies=[B, T]
+    out = model(ids, starts=starts)              # or patch_lengths=[B, P] / entropies=[B, T]
 
 The patch axis is sized to the batch's real patch count, passed to `forward_patched` (the
 compile unit) as a dynamic size, so compiled and eager do no work on padding patches. A
@@ -31,7 +32,8 @@ from bltx.bytes import PAD_ID
 from bltx.errors import ConfigError
 from bltx.model.assembly import ByteLatentConfig, count_params, part_flop_terms
 from bltx.model.attention import attention_backend
-from bltx.patching.base import lengths_to_starts, starts_to_patch_ids
+from bltx.model.output import ModelOutput, lm_output
+from bltx.patching.base import lengths_to_starts, patch_index
 from bltx.protocols import FlopTerm, check
 from bltx.registry import build, register
 from bltx.schema import component
@@ -114,14 +116,18 @@ class BLT(nn.Module):
     def forward(
         self,
         ids: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
         starts: torch.Tensor | None = None,
         patch_lengths: torch.Tensor | None = None,
         entropies: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """ids [B, T] -> next-byte logits [B, T, 260]. `starts` ([B, T] or [B, T+1]) or
-        `patch_lengths` ([B, *], zero-padded) bypass the patcher; `entropies` [B, T] feed it."""
+    ) -> ModelOutput:
+        """ids [B, T] -> ModelOutput: next-byte logits [B, T, 260], or with `targets` [B, T]
+        their summed NLL; `starts` [B, T], the patching used. `starts` ([B, T] or [B, T+1])
+        or `patch_lengths` ([B, *], zero-padded) bypass the patcher; `entropies` [B, T] feed it."""
         T = ids.shape[1]
-        starts_ext = self._starts(ids, starts, patch_lengths, entropies)
+        with torch.no_grad():  # boundaries are discrete: nothing to differentiate
+            starts_ext = self._starts(ids, starts, patch_lengths, entropies)
         if torch.compiler.is_compiling():
             # The caller compiled the whole forward, patcher included: a traced graph cannot
             # be sized by data, so the patch axis is the static max_patches (padding patches
@@ -137,22 +143,21 @@ class BLT(nn.Module):
             # patch count as this size, marked dynamic: one graph serves every count, with
             # no recompile as batches change (an int argument would compile twice).
             torch._dynamo.maybe_mark_dynamic(slots, 1)
-        return self.forward_patched(ids, starts_ext, slots)
+        logits, nll = self.forward_patched(ids, starts_ext, slots, targets)
+        return ModelOutput(logits=logits, nll=nll, starts=starts_ext[:, :T])
 
-    def forward_patched(self, ids: torch.Tensor, starts_ext: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    def forward_patched(self, ids: torch.Tensor, starts_ext: torch.Tensor, slots: torch.Tensor,
+                        targets: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The forward once patching is decided: starts bool [B, T+1] (see `_starts`) and
-        `slots` [B, P], whose size P is the patch axis. The compile unit of `compile.scope =
-        "model"`, everything but the patcher."""
-        T = ids.shape[1]
-        patch_ids = starts_to_patch_ids(starts_ext[:, :T])
-        if self.decoder_lookahead:
-            dec_patch_ids = starts_ext.long().cumsum(-1)[:, 1:] - 2
-        else:
-            dec_patch_ids = patch_ids - 1
+        `slots` [B, P], whose size P is the patch axis -> (logits, None), or (None, summed
+        NLL) with `targets`. The compile unit of `compile.scope = "model"`, everything but the
+        patcher (the loss included, so it fuses with the output projection)."""
+        patch_ids, dec_patch_ids = patch_index(starts_ext, self.decoder_lookahead)
         h = self.byte_embedder(ids)
         h, patches = self.encoder(h, patch_ids, slots.shape[1])
         latent = self.latent(patches)
-        return self.decoder(h, latent, dec_patch_ids)
+        out = lm_output(self.decoder(h, latent, dec_patch_ids), targets)
+        return out.logits, out.nll
 
     # -- weights ----------------------------------------------------------------------------
 

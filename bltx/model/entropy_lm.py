@@ -15,6 +15,7 @@ from torch import nn
 
 from bltx.model import entropy_model as _entropy_model  # noqa: F401  (registers "transformer")
 from bltx.model.attention import attention_backend, check_backend_name
+from bltx.model.output import ModelOutput, lm_output
 from bltx.protocols import FlopTerm
 from bltx.registry import build, register
 from bltx.schema import component
@@ -38,9 +39,10 @@ class EntropyLM(nn.Module):
         backend = attention_backend(cfg.attention, where="model.attention")
         self.entropy_model = build("entropy_model", cfg.entropy_model, where="model.entropy_model", backend=backend)
 
-    def forward(self, ids: torch.Tensor, **ignored) -> torch.Tensor:
-        """ids [B, T] -> next-byte logits [B, T, 260]; patching arguments are ignored."""
-        return self.entropy_model(ids)
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, **ignored) -> ModelOutput:
+        """ids [B, T] -> next-byte logits [B, T, 260] (or their summed NLL given targets);
+        patching arguments are ignored."""
+        return lm_output(self.entropy_model(ids), targets)
 
     @torch.no_grad()
     def entropies(self, ids: torch.Tensor) -> torch.Tensor:

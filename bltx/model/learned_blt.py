@@ -15,11 +15,11 @@ reads the chunk holding t, which started at or before t, both through the residu
 (`u`) and through the decoder's cross-attention (dec patch ids = own chunk); the decoder's
 byte layers are causal. So, unlike BLT's pooled patches, a byte may read its own chunk.
 
-Training extras: each forward leaves `aux_losses` (the weighted ratio loss, added to the
-loss by the trainer), `step_stats` (boundary rate F, mean probability G, scalars) and
-`last_starts` (bool [B, T], the chunk starts it realised) on the module. So the engine counts
-chunks from the forward it ran anyway; `patch(ids)` runs embedder, encoder and router once more
-and is for callers without a forward (statistics, pictures).
+Training extras come back in the forward's ModelOutput (bltx/model/output.py): `aux_losses`
+(the weighted ratio loss, added to the loss by the trainer), `stats` (boundary rate F, mean
+probability G, scalars) and `starts` (bool [B, T], the chunk starts it realised). So the
+engine counts chunks from the forward it ran anyway; `patch(ids)` runs embedder, encoder and
+router once more and is for callers without a forward (statistics, pictures).
 
 Generation: bltx/infer/cached_learned.py steps every part through its cache protocol.
 """
@@ -37,6 +37,7 @@ from bltx.model.assembly import ByteLatentConfig, count_params, part_flop_terms
 from bltx.model.attention import attention_backend
 from bltx.model.blt import _built
 from bltx.model.chunking import cap_starts, chunk_start_positions
+from bltx.model.output import lm_output
 from bltx.patching.base import starts_to_patch_ids
 from bltx.protocols import FlopTerm, has
 from bltx.registry import build, register
@@ -85,9 +86,6 @@ class LearnedChunkBLT(nn.Module):
         # plan when blocks compile one by one). BLT sizes its axis dynamically instead; chunks
         # are decided inside this forward, so no eager prologue can size it here.
         self.static_patch_axis = False
-        self.aux_losses: dict[str, torch.Tensor] = {}
-        self.step_stats: dict[str, torch.Tensor] = {}
-        self.last_starts: torch.Tensor | None = None
         if not any(p.is_meta for p in self.parameters()):
             self.init_weights()
 
@@ -116,10 +114,12 @@ class LearnedChunkBLT(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------
 
-    def forward(self, ids: torch.Tensor, starts: torch.Tensor | None = None, router_only: bool = False,
-                **ignored):
-        """ids [B, T] -> logits [B, T, 260]. `starts` ([B, T] or [B, T+1]) overrides the
-        router's decisions (e.g. the ones `patch` returned); p is always the router's.
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, *,
+                starts: torch.Tensor | None = None, router_only: bool = False, **ignored):
+        """ids [B, T] -> ModelOutput: logits [B, T, 260] (or with `targets`, their summed
+        NLL), the chunk starts realised, the ratio loss (`aux_losses`) and boundary
+        statistics (`stats`). `starts` ([B, T] or [B, T+1]) overrides the router's decisions
+        (e.g. the ones `patch` returned); p is always the router's.
         router_only: stop after the router, -> (p [B, T], starts [B, T])."""
         T = ids.shape[1]
         h, p = self._byte_states(ids)
@@ -133,9 +133,8 @@ class LearnedChunkBLT(nn.Module):
         patch_ids = starts_to_patch_ids(b)
         zhat = self.latent(self.encoder.downsample(h, patch_ids, P))
         z, u = self.chunker.dechunk(zhat, p, b, patch_ids, chunk_start_positions(patch_ids, P))
-        self.aux_losses, self.step_stats = self.chunker.aux(p, b)
-        self.last_starts = b
-        return self.decoder(h + u, z, patch_ids)
+        aux_losses, stats = self.chunker.aux(p, b)
+        return lm_output(self.decoder(h + u, z, patch_ids), targets, starts=b, aux_losses=aux_losses, stats=stats)
 
     # -- weights, FLOPs ---------------------------------------------------------------------
 

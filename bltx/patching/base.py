@@ -142,6 +142,18 @@ def starts_to_patch_ids(starts: torch.Tensor) -> torch.Tensor:
     return starts.long().cumsum(dim=-1) - 1
 
 
+def patch_index(starts_ext: torch.Tensor, lookahead: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(patch_ids [B, T], dec_patch_ids [B, T]) from starts bool [B, T+1] (the last column:
+    whether the byte after the window opens a patch). The patch a byte belongs to, and the
+    latent state its decoder reads: with `lookahead` (the BLT/HF rule) patch_id(t+1) - 1, so
+    a patch's last byte reads that complete patch; else patch_id(t) - 1, the last patch
+    that ended before t's began. One definition for the forward and the cached prefill."""
+    patch_ids = starts_to_patch_ids(starts_ext[:, :-1])
+    if lookahead:
+        return patch_ids, starts_ext.long().cumsum(-1)[:, 1:] - 2
+    return patch_ids, patch_ids - 1
+
+
 def starts_to_lengths(starts: torch.Tensor, max_patches: int | None = None) -> torch.Tensor:
     """Patch lengths [B, P], zero-padded. P = max_patches if given (static, compile-friendly),
     else the largest patch count in the batch (needs a host sync)."""

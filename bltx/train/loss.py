@@ -4,9 +4,10 @@ bpb = (sum of next-id negative log-likelihoods, in bits) / (number of predicted 
 Special targets (EOS, BOS) add their cost to the numerator but are not counted as bytes, so
 bpb is the cost of the text itself, comparable across patchers and tokenizer-free models.
 
-`model_forward` is the one place that knows how to call a model: a model with the `patches`
-capability (bltx/protocols.py; BLT) is patched first so the caller can count patches, then
-run with those starts; any other model (e.g. the entropy LM) is just called on the ids.
+Every model is called the same way, `model(ids, targets, entropies=...)`, and returns a
+ModelOutput (bltx/model/output.py) whose `nll` is the summed NLL in nats and whose `starts`
+(None for a model that does not patch) give the patch count; how a model patches or scores
+(a BPE LM over tokens, learned chunking) is its own business.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
-from bltx.bytes import OFFSET
+from bltx.bytes import IGNORE_ID, OFFSET
 from bltx.precision import resolved_dtype
-from bltx.protocols import has
 
 
 def autocast_context(device: torch.device, dtype: str):
@@ -31,48 +31,11 @@ def autocast_context(device: torch.device, dtype: str):
     return nullcontext()
 
 
-def model_forward(
-    model: torch.nn.Module, ids: torch.Tensor, entropies: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(logits [B, T, V], starts [B, T] bool or None when the model does not patch).
-
-    Patching once here and passing the starts in gives the same logits as `model(ids)`
-    (the patcher in the loop) while letting the caller count patches. The extra column
-    `include_next` adds is what a decoder's lookahead rule needs (bltx/protocols.py `patches`).
-    """
-    if has(model, "realised_starts"):  # the forward decides (and reports) its boundaries
-        logits = model(ids)
-        return logits, model.last_starts
-    if not has(model, "patches"):
-        return model(ids), None
-    with torch.no_grad():  # boundaries are discrete: nothing to differentiate
-        starts = model.patch(ids, entropies=entropies, include_next=True)
-    return model(ids, starts=starts), starts[:, : ids.shape[1]]
-
-
-def batch_nll(
-    model: torch.nn.Module, ids: torch.Tensor, targets: torch.Tensor, entropies: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(summed next-byte NLL in nats of the batch, starts [B, T] or None).
-
-    Models that are not next-byte predictors (a BPE-token LM scores whole tokens) have the
-    `own_loss` capability, `nll_sum(ids, targets)`, and are scored by it; every other model by
-    cross-entropy of its logits. Both give nats over the same targets, so bits per byte
-    compare across models.
-    """
-    if not has(model, "own_loss"):
-        logits, starts = model_forward(model, ids, entropies)
-        return next_byte_nll(logits, targets, reduction="sum"), starts
-    starts = None
-    if has(model, "patches") and not has(model, "realised_starts"):
-        with torch.no_grad():
-            starts = model.patch(ids, entropies=entropies)
-    return model.nll_sum(ids, targets), starts
-
-
 def next_byte_nll(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy in nats, computed in float32 whatever the logits' dtype."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction=reduction)
+    """Cross-entropy in nats, computed in float32 whatever the logits' dtype; IGNORE_ID
+    targets cost nothing (and the mean is over the others)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           reduction=reduction, ignore_index=IGNORE_ID)
 
 
 @dataclass
@@ -129,12 +92,12 @@ def evaluate_bpb(
             targets = batch["targets"].to(device)
             ent = batch.get("entropies")
             with autocast_context(device, dtype):
-                nll, starts = batch_nll(model, ids, targets, None if ent is None else ent.to(device))
-            totals[0] += nll.double()
+                out = model(ids, targets, entropies=None if ent is None else ent.to(device))
+            totals[0] += out.nll.double()
             totals[1] += targets.numel()
             totals[2] += (targets >= OFFSET).sum()
-            if starts is not None:
-                totals[3] += starts.sum()
+            if out.starts is not None:
+                totals[3] += out.starts.sum()
     finally:
         model.train(was_training)
     nll, n_targets, n_bytes, n_patches = reduce_sum(totals).tolist()

@@ -32,11 +32,10 @@ import torch
 from bltx.bytes import OFFSET
 from bltx.config import recipe_to_toml
 from bltx.data.loader import build_data_for_recipe
-from bltx.train.loss import BpbResult, autocast_context, batch_nll, evaluate_bpb
+from bltx.train.loss import BpbResult, autocast_context, evaluate_bpb
 from bltx.errors import BltxError
 from bltx.parallel import World, build_training_model, clip_grad_norm_
 from bltx.precision import resolve_dtype
-from bltx.protocols import has
 from bltx.sections import Recipe
 from bltx.train.checkpoint import CheckpointManager
 from bltx.train.metrics import MetricLogger
@@ -80,8 +79,6 @@ class Trainer:
         self.val_batches = [b for batches in self.val_sets.values() for b in batches]
 
         self.model = build_training_model(recipe, self.world)
-        # Asked once: does each forward leave aux losses and stats (bltx/protocols.py `extras`)?
-        self.model_extras = has(self.model, "extras")
         self.optimizer = build_optimizer(self.model, recipe.optimizer, self.device)
         self.scheduler = build_scheduler(self.optimizer, recipe.lr_scheduler, self.total_steps)
         self.recipe_toml = recipe_to_toml(recipe)
@@ -173,9 +170,9 @@ class Trainer:
         real_bytes = torch.zeros((), device=self.device, dtype=torch.float64)
         patches = torch.zeros((), device=self.device, dtype=torch.float64)
         n_targets = 0
-        # Model extras (the `extras` capability: a forward leaves `aux_losses` and `step_stats`,
-        # dicts of scalar tensors, on the model; learned chunking does): aux losses join the
-        # loss, and both are summed here and logged as window means under their own names.
+        # Model extras (the forward's ModelOutput `aux_losses` and `stats`, dicts of scalar
+        # tensors; learned chunking returns them): aux losses join the loss, and both are
+        # summed here and logged as window means under their own names.
         extras: dict[str, torch.Tensor] = {}
         for _ in range(cfg.grad_accum):
             batch = next(self.train_batches)
@@ -183,8 +180,8 @@ class Trainer:
             targets = batch["targets"].to(self.device, non_blocking=True)
             ent = batch.get("entropies")
             with autocast_context(self.device, self.dtype):
-                nll, starts = batch_nll(self.model, ids, targets, None if ent is None else ent.to(self.device))
-            aux, stats = (self.model.aux_losses, self.model.step_stats) if self.model_extras else ({}, {})
+                out = self.model(ids, targets, entropies=None if ent is None else ent.to(self.device))
+            nll, starts, aux, stats = out.nll, out.starts, out.aux_losses or {}, out.stats or {}
             loss = nll / targets.numel() + sum(aux.values())
             (loss / cfg.grad_accum).backward()
             for name, value in {**aux, **stats}.items():
