@@ -1,67 +1,69 @@
-"""The written contracts: what a component must offer to fill a slot of a BLT, and the
+"""The written contracts: what a component must offer to fill a slot of a model, and the
 optional capabilities the engine uses when a component has them. A plugin author reads this
 file to know what to implement; `check` runs once at build time and names what is missing.
 
 Every component is an `nn.Module` registered by name (`@register(kind, name)`) with a
-nested `@dataclass Config`, built as `cls(cfg, **context)` (context: sizes the parent knows,
-e.g. `latent_dim`, the attention `backend`). Shapes: B batch, T bytes, P patches (padded to
-a static count so forward compiles with fullgraph=True).
+nested `@dataclass Config`, built as `cls(cfg, **context)` (context: the sizes and objects
+the parent passes by keyword, e.g. `latent_dim`, `backend`; accept `**context` for the rest).
+Shapes: B batch, T bytes, P patches (the batch's real patch count in eager forwards; a
+static bound only where a caller compiles a whole forward).
 
-Required, per slot:
-  Patcher       (ids [B, T], entropies=None) -> starts bool [B, T]; True where a patch begins,
-                decided from ids[<= t] only (bltx/patching/base.py is the base class).
-  ByteEmbedder  .dim; (ids [B, T]) -> h [B, T, dim].
-  Encoder       .dim; (h [B, T, dim], patch_ids [B, T], P) -> (h [B, T, dim], patches [B, P, latent_dim]).
-  Latent        .dim; (x [B, P, dim]) -> [B, P, dim], causal over P.
-  Decoder       .dim; (h [B, T, dim], latent [B, P, latent_dim], patch_ids [B, T]) -> logits [B, T, 260].
-  ByteModel     (ids [B, T], **kw) -> next-byte logits [B, T, 260]; init_weights().
-  DataSource    a `data_source` reader: .suffixes (file endings it claims under type "auto") and
-                open(path, text_field, cache_dir) -> DocumentFile: .kind, .num_docs, len() (text
-                bytes), read_doc(doc, lo, hi) -> uint8 bytes [lo, hi) of one document; a file of
-                several documents also has .index (bltx/data/doc_index.py, its lengths).
-All modules with weights implement `init_weights()` (called after meta-device build).
+Required, per slot (and of every part: `init_weights()`, called after a meta-device build,
+and `forward_flops(seq_len, patch_len)`, the `flops` capability below):
+  Patcher        (ids [B, T], entropies=None) -> starts bool [B, T]; True where a patch
+                 begins, decided from ids[<= t] only (bltx/patching/base.py is the base class).
+  ByteEmbedder   .dim; (ids [B, T]) -> h [B, T, dim].
+  Encoder        .dim; (h [B, T, dim], patch_ids [B, T], P) -> (h [B, T, dim], patches [B, P, latent_dim]).
+  StagedEncoder  an encoder in two halves, for learned chunking (the router reads the byte
+                 states between them): encode_bytes(h) -> h; downsample(h, patch_ids, P) -> chunks.
+  Latent         .dim; (x [B, P, dim]) -> [B, P, dim], causal over P.
+  Chunker        .target_length (bytes per chunk it aims at); probabilities(h [B, T, d]) -> p [B, T];
+                 dechunk(zhat, p, starts, patch_ids, first) -> (z, u); aux(p, starts) ->
+                 (aux_losses, stats) (bltx/model/chunking.py is the reference).
+  Decoder        .dim; (h [B, T, dim], latent [B, P, latent_dim], patch_ids [B, T]) -> logits [B, T, 260].
+  ByteModel      (ids [B, T], targets=None, *, entropies=None, starts=None) -> ModelOutput
+                 (bltx/model/output.py): logits, or with targets their summed NLL; the starts
+                 it used; aux losses and stats. Byte-latent models derive from
+                 bltx/model/assembly.py `ByteLatentModel`, which builds and checks the parts.
+  DataSource     a `data_source` reader: .suffixes (file endings it claims under type "auto") and
+                 open(path, text_field, cache_dir) -> DocumentFile: .kind, .num_docs, len() (text
+                 bytes), read_doc(doc, lo, hi) -> uint8 bytes [lo, hi) of one document; a file of
+                 several documents also has .index (bltx/data/doc_index.py, its lengths).
 
 Optional capabilities, a name each (asked by `has(obj, name)`, required by `check(...,
 needs=)`; never by ad-hoc getattr):
-  flops           forward_flops(seq_len, patch_len) -> float: forward FLOPs per byte (local
-                  parts, embedder, entropy model) or per patch (latent); bltx/model/flop_math.py.
+  flops           forward_flops(seq_len, patch_len) -> float: a part's forward FLOPs per byte
+                  (local parts, embedder, entropy model) or per patch (latent); required of
+                  every model part; bltx/model/flop_math.py has the formulas.
   model_flops     a model's flop_terms(seq_len, patch_len) -> {name: FlopTerm}: forward FLOPs
                   per byte by part, summed by the one counter (bltx/eval/flops.py).
-  own_loss        nll_sum(ids, targets) -> summed NLL in nats (models with no per-byte
-                  distribution, e.g. a BPE-token LM); bltx/train/loss.py scores with it.
   patches         a model's patch(ids, entropies=None, include_next=False) -> starts [B, T]
-                  ([B, T+1] with include_next: the last column says whether the byte after the
-                  window would open one; a model with no use for it appends False), and a
-                  forward that takes them back as `starts=`. The engine patches once, outside
-                  autograd, and counts patches (bltx/train/loss.py `model_forward`).
-  realised_starts a model whose forward decides its own boundaries (learned chunking) and
-                  leaves them as `last_starts` (bool [B, T]): the engine counts patches from
-                  those instead of patching first (which would run the encoder twice).
+                  ([B, T+1] with include_next): its patching without a forward (statistics,
+                  FLOP planning, pictures); the forward returns the starts it used anyway.
+  patcher         a model whose patching is a Patcher component at `.patcher`.
+  entropies       a patcher's entropies(ids) -> fp32 [B, T] (task precompute_entropies stores them).
   learned_chunks  a model whose router learns its boundaries: `target_chunk_length` (bytes per
                   chunk the ratio loss aims at; tools/compare.py plans budgets with it) and
                   boundary_probabilities(ids) -> p [B, T] (tools/show_patches.py draws it).
-  patcher         a model whose patching is a Patcher component at `.patcher`.
-  entropies       a patcher's entropies(ids) -> fp32 [B, T] (task precompute_entropies stores them).
-  extras          a model's `aux_losses` and `step_stats`: dicts {name: scalar tensor} that each
-                  training forward leaves on the model (set both to {} in __init__). The trainer
-                  adds every aux loss to the loss and logs both as window means by name.
-  staged_encoder  an encoder's encode_bytes / downsample halves (learned chunking decides
-                  boundaries between them; bltx/model/learned_blt.py).
+  sessions        a model's new_session(batch, capacity, compiled) -> a cached generation session
+                  (bltx/model/sessions/) and session_unsupported() -> None or the reason.
+  cached_step     a part's init_cache / prefill / step (bltx/model/cache.py has each slot's
+                  arguments); an encoder also close(), a decoder set_patch(); a latent's step
+                  takes `bound=None`; `missing_cached(part, slot)` names what a part lacks.
   parallel_plan   a model's parallel_plan() -> bltx.parallel.plans.ParallelPlan (else the plan
                   registered under its name, else a default from its `layers`).
-  one_at_a_time   a model that sets generate_one_at_a_time = True: only its last position is a
-                  prediction, so generation and CUTE feed it one prompt at a time.
-  init_weights    init_weights(): a submodule that initialises itself (bltx/model/init.py).
-  tp_attention,   a Llama-style block that tensor parallelism may split has `.attention`
-  tp_feed_forward (n_heads, n_kv_heads, nn.Linear wq wk wv wo) and `.feed_forward` (nn.Linear
-                  w1 w2 w3); the default plan finds such blocks (bltx/parallel/plans.py).
-  cached_step     init_cache / prefill / step: incremental generation (bltx/model/cache.py has
-                  each slot's arguments); an encoder also close(), a decoder set_patch();
-                  `missing_cached(part, slot)` names what a part lacks.
+A flag: `generate_one_at_a_time = True` on a model whose last position is its only exact
+prediction (the BPE baseline): generation and CUTE feed it one prompt at a time.
+
+Structures the default parallel plan recognises (isinstance, not capabilities): a Llama-style
+block that tensor parallelism may split has `.attention` (TPAttention: n_heads, n_kv_heads,
+nn.Linear wq wk wv wo) and `.feed_forward` (TPFeedForward: nn.Linear w1 w2 w3); a module
+with `init_weights()` initialises itself (InitWeights; bltx/model/init.py).
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -111,6 +113,31 @@ class Encoder(Protocol):
 
 
 @runtime_checkable
+class StagedEncoder(Protocol):
+    dim: int
+
+    def encode_bytes(self, h: torch.Tensor) -> torch.Tensor: ...
+
+    def downsample(self, h: torch.Tensor, patch_ids: torch.Tensor, num_patches: int) -> torch.Tensor: ...
+
+    def init_weights(self) -> None: ...
+
+
+@runtime_checkable
+class Chunker(Protocol):
+    target_length: float
+
+    def probabilities(self, h: torch.Tensor) -> torch.Tensor: ...
+
+    def dechunk(self, zhat: torch.Tensor, p: torch.Tensor, starts: torch.Tensor, patch_ids: torch.Tensor,
+                first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def aux(self, p: torch.Tensor, starts: torch.Tensor) -> tuple[dict, dict]: ...
+
+    def init_weights(self) -> None: ...
+
+
+@runtime_checkable
 class Latent(Protocol):
     dim: int
 
@@ -130,7 +157,7 @@ class Decoder(Protocol):
 
 @runtime_checkable
 class ByteModel(Protocol):
-    def __call__(self, ids: torch.Tensor, **kwargs) -> torch.Tensor: ...
+    def __call__(self, ids: torch.Tensor, targets: torch.Tensor | None = None, **kwargs) -> Any: ...
 
     def init_weights(self) -> None: ...
 
@@ -166,19 +193,9 @@ class ModelFlops(Protocol):
 
 
 @runtime_checkable
-class OwnLoss(Protocol):
-    def nll_sum(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
-
-
-@runtime_checkable
 class Patches(Protocol):
     def patch(self, ids: torch.Tensor, entropies: torch.Tensor | None = None,
               include_next: bool = False) -> torch.Tensor: ...
-
-
-@runtime_checkable
-class RealisedStarts(Protocol):
-    last_starts: torch.Tensor | None
 
 
 @runtime_checkable
@@ -199,16 +216,10 @@ class Entropies(Protocol):
 
 
 @runtime_checkable
-class TrainingExtras(Protocol):
-    aux_losses: dict[str, torch.Tensor]
-    step_stats: dict[str, torch.Tensor]
+class Sessions(Protocol):
+    def new_session(self, batch: int, capacity: int, compiled: bool = False) -> Any: ...
 
-
-@runtime_checkable
-class StagedEncoder(Protocol):
-    def encode_bytes(self, *args, **kwargs) -> Any: ...
-
-    def downsample(self, *args, **kwargs) -> Any: ...
+    def session_unsupported(self) -> str | None: ...
 
 
 @runtime_checkable
@@ -242,7 +253,9 @@ SLOTS: dict[str, type] = {
     "patcher": Patcher,
     "byte_embedder": ByteEmbedder,
     "encoder": Encoder,
+    "staged_encoder": StagedEncoder,
     "latent": Latent,
+    "chunker": Chunker,
     "decoder": Decoder,
     "model": ByteModel,
     "data_source": DataSource,
@@ -252,22 +265,21 @@ SLOTS: dict[str, type] = {
 CAPABILITIES: dict[str, type] = {
     "flops": CountsFlops,
     "model_flops": ModelFlops,
-    "own_loss": OwnLoss,
     "patches": Patches,
-    "realised_starts": RealisedStarts,
-    "learned_chunks": LearnedChunks,
     "patcher": HasPatcher,
     "entropies": Entropies,
-    "extras": TrainingExtras,
-    "staged_encoder": StagedEncoder,
-    "parallel_plan": OwnParallelPlan,
-    "init_weights": InitWeights,
-    "tp_attention": TPAttention,
-    "tp_feed_forward": TPFeedForward,
+    "learned_chunks": LearnedChunks,
+    "sessions": Sessions,
     "cached_step": CachedStep,
+    "parallel_plan": OwnParallelPlan,
 }
 # Capabilities declared by a class attribute set to True rather than by methods.
 FLAGS: dict[str, str] = {"one_at_a_time": "generate_one_at_a_time"}
+# What to do about a slot's contract failing, where there is a built-in that fills it.
+SLOT_FIXES: dict[str, str] = {
+    "staged_encoder": "learned chunking reads the encoder's byte states between two stages; "
+                      "use type = \"byte_layers\"",
+}
 # Cached stepping: what a slot needs beyond init_cache / prefill / step (bltx/model/cache.py).
 CACHED_EXTRA: dict[str, tuple[str, ...]] = {"encoder": ("close",), "decoder": ("set_patch",)}
 
@@ -287,6 +299,20 @@ def missing_cached(component: Any, slot: str = "", extra: tuple[str, ...] = ()) 
     return missing(component, CachedStep) + [m for m in needed if not hasattr(component, m)]
 
 
+def _signatures(contract: type, component: Any) -> str:
+    """What `component` lacks of `contract`, as the calls to write: `forward_flops(seq_len,
+    patch_len)`, or an attribute's name."""
+    out = []
+    for name in missing(component, contract):
+        fn = getattr(contract, name, None)
+        if callable(fn):
+            params = [p for p in inspect.signature(fn).parameters if p != "self"]
+            out.append(f"{name}({', '.join(params)})")
+        else:
+            out.append(name)
+    return ", ".join(out)
+
+
 def has(component: Any, capability: str) -> bool:
     """Whether `component` offers an optional capability (a key of CAPABILITIES or FLAGS)."""
     if capability in FLAGS:
@@ -300,11 +326,12 @@ def check(component: Any, slot: str, where: str, needs: tuple[str, ...] = ()) ->
     """Build-time check: `component` fills `slot` and has each capability in `needs`;
     otherwise one ConfigError line naming the component and what it lacks."""
     lacking = missing(component, SLOTS[slot])
-    lacking += [f"capability '{c}'" for c in needs if not has(component, c)]
+    lacking += [f"capability '{c}' ({_signatures(CAPABILITIES[c], component)})" for c in needs if not has(component, c)]
     if lacking:
         name = component.__name__ if isinstance(component, type) else type(component).__name__
         raise ConfigError(
             f"{where}: {name} does not fulfil the {slot} contract "
             f"(bltx/protocols.py); missing: {', '.join(lacking)}"
+            + (f" ({SLOT_FIXES[slot]})" if slot in SLOT_FIXES else "")
         )
     return component

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from importlib import metadata
 from typing import Any, Callable
 
@@ -165,7 +166,16 @@ def build(kind: str, table: Any, where: str = "", **context) -> Any:
     cfg = validate(kind, table, where)
     name, _ = _split_table(kind, table, where)
     cls = get_registry(kind).get(name)
-    return cls(**context) if cfg is None else cls(cfg, **context)
+    args = () if cfg is None else (cfg,)
+    try:  # the constructor's signature against what the slot passes, before running it
+        inspect.signature(cls).bind(*args, **context)
+    except TypeError as exc:
+        passed = ", ".join(["cfg"] * len(args) + sorted(context)) or "nothing"
+        raise ConfigError(
+            f"{where or kind}: {kind} '{name}' ({cls.__name__}) cannot be built with what the slot "
+            f"passes ({passed}): {exc}; write its constructor as __init__(self, cfg, **context)"
+        ) from None
+    return cls(*args, **context)
 
 
 def load_plugins(modules: list[str] | tuple[str, ...] = (), entry_points: bool = True) -> None:

@@ -61,8 +61,9 @@ class GruLatent(nn.Module):
         cache.copy_(torch.where((counts > 0)[:, None], state, torch.zeros_like(state)))
         return x + out
 
-    def step(self, x: torch.Tensor, cache: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        """x [B, 1, dim] -> [B, 1, dim]; only `active` rows keep their new state."""
+    def step(self, x: torch.Tensor, cache: torch.Tensor, active: torch.Tensor, bound: int | None = None) -> torch.Tensor:
+        """x [B, 1, dim] -> [B, 1, dim]; only `active` rows keep their new state (`bound`, the
+        patches an attention step may read, does not apply to a recurrent state)."""
         out, h = self.gru(x, cache[None].contiguous())
         cache.copy_(torch.where(active[:, None], h[0], cache))
         return x + out

@@ -11,7 +11,6 @@ import torch
 import plugins.gru_latent  # noqa: F401  (registers latent "gru": a one-file plugin that caches)
 from bltx.bytes import encode
 from bltx.infer import SamplingConfig, generate
-from bltx.infer.cached import CachedBLT
 from conftest import random_blt
 from test_generate import TINY_ENTROPY, one_thread  # noqa: F401 (autouse fixture)
 
@@ -58,19 +57,19 @@ def test_prefill_equals_stepping_byte_by_byte():
     model = model_with(PATCHERS["entropy"])
     ids = encode("Prefill me, then step me.", bos=True)[None]
     T = ids.shape[1]
-    whole = CachedBLT(model, 1, T + 4)
+    whole = model.new_session(1, T + 4)
     a = whole.prefill(ids, torch.tensor([T]))
-    stepped = CachedBLT(model, 1, T + 4)
+    stepped = model.new_session(1, T + 4)
     stepped.prefill(ids[:, :1], torch.tensor([1]))
-    run = stepped.open_lengths()[0]
     for t in range(1, T):
         opens = stepped.feed(ids[:, t])
-        run += 1
-        if bool(opens[0]):
-            stepped.close(opens, run)
-            run = 0
+        stepped.advance(opens, opens.long().tolist())
         b = stepped.decode()
     torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    # The host bookkeeping agrees with the forward's patching of the same bytes.
+    starts = model.patch(ids, include_next=True)[0]
+    assert whole.patches == stepped.patches == [int(starts[1:].sum())]
+    assert whole.run == stepped.run
     # Every cache ends in the same place: the next byte gives the same logits too.
     nxt = a.argmax(-1)
     for s in (whole, stepped):

@@ -1,4 +1,4 @@
-"""The compiled decode steps (generate(..., compile=True), bltx/infer/cached.py): the same
+"""The compiled decode steps (generate(..., compile=True), bltx/model/sessions/): the same
 greedy bytes as the eager cached path, and no recompilation once every patch-length bucket
 has been seen (a second generation of the same length compiles nothing)."""
 

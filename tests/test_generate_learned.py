@@ -1,4 +1,4 @@
-"""Cached generation with online boundaries for learned chunking (bltx/infer/cached_learned.py)
+"""Cached generation with online boundaries for learned chunking (bltx/model/sessions/learned.py)
 against full recomputation, the independent reference: the same greedy bytes in float64 for
 the transformer and the recurrent latent, with prompts that cross several chunks and the
 byte layers' windows, batched at different lengths, with and without the chunk cap; prefill
@@ -16,7 +16,6 @@ import bltx
 from bltx.bytes import encode
 from bltx.config import load_recipe
 from bltx.infer import SamplingConfig, generate
-from bltx.infer.cached_learned import CachedLearnedBLT
 from conftest import run_cli
 from test_generate import one_thread  # noqa: F401  (autouse: byte steps run on one thread)
 from test_learned_chunking import TINY_LEARNED
@@ -72,22 +71,21 @@ def test_prefill_equals_stepping_byte_by_byte():
     model = random_model("transformer", None, seed=2)
     ids = encode(PROMPTS[0], bos=True)[None]
     T = ids.shape[1]
-    whole = CachedLearnedBLT(model, 1, T + 4)
+    whole = model.new_session(1, T + 4)
     a = whole.prefill(ids, torch.tensor([T]))
-    stepped = CachedLearnedBLT(model, 1, T + 4)
+    stepped = model.new_session(1, T + 4)
     stepped.prefill(ids[:, :1], torch.tensor([1]))
     opened = []
     for t in range(1, T):
         opens = stepped.feed(ids[:, t])
         opened.append(bool(opens[0]))
-        if opened[-1]:
-            stepped.open_chunks(opens, T + 4)
+        stepped.advance(opens, [int(opened[-1])])
         b = stepped.decode()
     assert any(opened) and not all(opened)
     # The router's p and the EMA run in fp32 whatever the model's dtype (as in training), and
     # prefill's EMA is a scan where stepping is one recurrence step: fp32 rounding apart.
     torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
-    assert whole.chunk_counts() == stepped.chunk_counts() == [1 + sum(opened)]
+    assert whole.chunks == stepped.chunks == [1 + sum(opened)]
     # Every cache ends in the same place: the next byte gives the same logits too.
     nxt = a.argmax(-1)
     for s in (whole, stepped):

@@ -213,5 +213,5 @@ def test_an_encoder_without_two_stages_is_refused_in_one_line():
 
     table = copy.deepcopy(TINY_LEARNED)
     table["encoder"] = {**table["encoder"], "type": "local"}  # BLT's pooling encoder: one stage
-    with pytest.raises(ConfigError, match=r"model.encoder: .*lacks encode_bytes/downsample \(use type = \"byte_layers\"\)"):
+    with pytest.raises(ConfigError, match=r"model.encoder: LocalEncoder does not fulfil the staged_encoder contract .*missing: downsample, encode_bytes .*use type = \"byte_layers\""):
         bltx.build_model(table)

@@ -76,7 +76,7 @@ def learned_model() -> torch.nn.Module:
 
 
 def measure_learned(lengths, greedy) -> list[dict]:
-    """Learned chunking: cached (online boundaries, infer/cached_learned.py) vs recompute."""
+    """Learned chunking: cached (online boundaries, bltx/model/sessions/learned.py) vs recompute."""
     model = learned_model()
     ids = encode(PROMPT, bos=True)
     generate(model, [ids], 8, sampling=greedy)  # warm-up

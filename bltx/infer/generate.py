@@ -2,11 +2,12 @@
 
     outs = generate(model, ["Once upon", "To be"], max_new_bytes=200, temperature=0.0)
 
-The cached path (`infer/cached.py`: prefill, then one byte per row through each component's
-cache protocol, bltx/model/cache.py) and full recomputation (`infer/recompute.py`) give the
-same greedy output; recomputation is used when a component lacks the protocol (or the patcher
-peeks at the byte it patches), with one notice naming the component. Learned chunking
-(`learned_blt`) has its own session (`infer/cached_learned.py`): boundaries decided online.
+The cached path (the model's own session, `model.new_session`, bltx/model/sessions/: prefill,
+then one byte per row through each component's cache protocol) and full recomputation
+(`infer/recompute.py`) give the same greedy output; recomputation is used when the model has
+no session or a component lacks the protocol (or the patcher peeks at the byte it patches),
+with one notice naming the component. This file only orchestrates: sampling, stopping,
+streaming; the session keeps the patch or chunk bookkeeping.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from typing import Callable
 import torch
 
 from bltx.bytes import BOS_ID, PAD_ID, encode
-from bltx.infer.cached import CachedBLT, cached_support
-from bltx.infer.cached_learned import CachedLearnedBLT, is_learned, learned_cached_support
 from bltx.infer.recompute import generate_recompute
 from bltx.infer.sampling import SamplingConfig, sample_next
 from bltx.infer.speculative import generate_speculative, speculative_support
 from bltx.infer.stopping import StopChecker
+from bltx.protocols import has
 
 _warned: set[str] = set()
 
@@ -72,18 +72,11 @@ def generate(
         device = next(model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
         checker = StopChecker(list(stop), len(ids))
-        learned = is_learned(model)
-        support = learned_cached_support if learned else cached_support
-        reason = support(model) if use_cache else "use_cache = False"
+        reason = session_unsupported(model) if use_cache else "use_cache = False"
         if reason is not None:
             if use_cache:
                 _notice_once(f"generating by full recomputation: {reason}")
             return generate_recompute(model, ids, max_new_bytes, sampling, checker, generator, on_byte)
-        if learned:
-            if speculative_k:
-                _notice_once("plain cached decoding: learned chunking has no draft model for speculative decoding")
-            return _generate_learned(model, ids, max_new_bytes, sampling, checker, generator, on_byte,
-                                     use_compile(compile, device))
         if speculative_k:
             why = speculative_support(model)
             if why is None:
@@ -91,16 +84,17 @@ def generate(
                                              generator, _row_stream(on_byte, row), speculative_k, speculative_stats)
                         for row, p in enumerate(ids)]
             _notice_once(f"plain cached decoding: {why}")
-        compiled = use_compile(compile, device)
-        return _generate_cached(model, ids, max_new_bytes, sampling, checker, generator, on_byte, compiled)
+        return _generate_cached(model, ids, max_new_bytes, sampling, checker, generator, on_byte,
+                                use_compile(compile, device))
     finally:
         model.train(was_training)
 
 
-def span_bucket(length: int, capacity: int) -> int:
-    """The cross-attention span for a closing patch of `length` bytes: the next power of two,
-    so a compiled close sees few distinct shapes."""
-    return min(max(4, 1 << (length - 1).bit_length()), capacity)
+def session_unsupported(model) -> str | None:
+    """None when `model` generates with caches (it offers `new_session`), else the reason."""
+    if not has(model, "sessions"):
+        return f"{type(model).__name__} has no cached session (bltx/protocols.py `sessions`)"
+    return model.session_unsupported()
 
 
 def _row_stream(on_byte, row: int):
@@ -121,37 +115,13 @@ def use_compile(flag: bool | str, device: torch.device) -> bool:
 
 
 def _generate_cached(model, prompts, max_new_bytes, sampling, stop, generator, on_byte, compiled=False):
-    """Prefill all prompts at once (right-padded), then one byte per row per step. The host
-    learns each new byte and whether the byte after it opens a patch in one transfer; patch
-    lengths are tracked on the host from those flags, so closing needs no extra sync."""
+    """Prefill all prompts at once (right-padded), then one byte per row per step: sample,
+    `feed` (the new bytes and the session's boundary flags reach the host in one transfer,
+    the one sync per byte), record, `advance` (the session's patch or chunk work), decode."""
     batch = len(prompts)
     ids, lengths = _padded(prompts, next(model.parameters()).device)
-    capacity = ids.shape[1] + max_new_bytes
-    session = CachedBLT(model, batch, capacity, compiled)
+    session = model.new_session(batch, ids.shape[1] + max_new_bytes, compiled)
     logits = session.prefill(ids, lengths)
-    run, patches = session.host_state()
-
-    def close(opens: torch.Tensor, flags: list[int]) -> None:
-        for row in range(batch):
-            run[row] += 1
-        closing = [row for row in range(batch) if flags[row]]
-        if closing:
-            for row in closing:
-                patches[row] += 1
-            # The latent reads the patches so far (a power of two above the most, so a
-            # compiled close sees few shapes), not its whole capacity.
-            bound = span_bucket(max(max(patches) + 1, 16), capacity)
-            session.close(opens, span_bucket(max(run[row] for row in closing), capacity), bound)
-            for row in closing:
-                run[row] = 0
-
-    return _byte_loop(session, logits, batch, max_new_bytes, sampling, stop, generator, on_byte, close)
-
-
-def _byte_loop(session, logits, batch, max_new_bytes, sampling, stop, generator, on_byte, boundaries):
-    """The per-byte loop of a cached session: sample, `feed` (the new bytes and the session's
-    boundary flags reach the host in one transfer, the one sync per byte), record,
-    `boundaries(opens, flags)` (the session's patch or chunk work), decode."""
     outputs: list[list[int]] = [[] for _ in range(batch)]
     for step in range(max_new_bytes):
         nxt = sample_next(logits, sampling, generator)
@@ -160,7 +130,7 @@ def _byte_loop(session, logits, batch, max_new_bytes, sampling, stop, generator,
         _record(new, outputs, stop, on_byte)
         if stop.all_done or step == max_new_bytes - 1:
             break
-        boundaries(opens, flags)
+        session.advance(opens, flags)
         logits = session.decode()
     return [torch.tensor(o, dtype=torch.long) for o in outputs]
 
@@ -182,23 +152,3 @@ def _padded(prompts: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Te
     for row, p in enumerate(prompts):
         ids[row, : len(p)] = p.to(device)
     return ids, torch.tensor([len(p) for p in prompts], device=device)
-
-
-def _generate_learned(model, prompts, max_new_bytes, sampling, stop, generator, on_byte, compiled=False):
-    """Learned chunking (infer/cached_learned.py): prefill all prompts at once, then one byte
-    per row per step; the host learns each new byte and whether it opened a chunk in one
-    transfer, and tracks chunk counts from those flags (the latent's attention bound)."""
-    batch = len(prompts)
-    ids, lengths = _padded(prompts, next(model.parameters()).device)
-    capacity = ids.shape[1] + max_new_bytes
-    session = CachedLearnedBLT(model, batch, capacity, compiled)
-    logits = session.prefill(ids, lengths)
-    chunks = session.chunk_counts()
-
-    def open_chunks(opens: torch.Tensor, flags: list[int]) -> None:
-        if any(flags):
-            chunks[:] = [n + f for n, f in zip(chunks, flags)]
-            # The latent reads the chunks so far (a power of two above the most), not its capacity.
-            session.open_chunks(opens, span_bucket(max(max(chunks), 16), capacity))
-
-    return _byte_loop(session, logits, batch, max_new_bytes, sampling, stop, generator, on_byte, open_chunks)

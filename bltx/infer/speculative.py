@@ -5,7 +5,7 @@ draft. A round: the next byte x0 is chosen exactly (from the model's logits, or 
 round's correction); the patcher steps x0 and then drafts d1..dm from its own logits, stopping
 after k drafts or at the first draft after which a patch opens (low entropy, where drafts are
 good, is exactly where no patch closes). All of x0, d1..d(m-1) then read the same patch, so
-one multi-byte pass of embedder, encoder and decoder (`CachedBLT.extend`) gives the model's
+one multi-byte pass of embedder, encoder and decoder (the BLT session's `extend`) gives the model's
 logits for every draft. The longest agreeing prefix is kept (greedy: equal to the argmax;
 sampling: accepted with probability min(1, p/q), the first rejection resampled from
 max(p - q, 0) normalised), which leaves the output distribution that of the model alone, and
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 
-from bltx.infer.cached import CachedBLT
 from bltx.infer.sampling import mask_special, sample_next, sampling_probs
 from bltx.model.cache import SPARE, PatchState, StackCache
 from bltx.protocols import has
@@ -115,16 +114,13 @@ def _accept(drafts, qs, logits, sampling, generator):
 @torch.no_grad()
 def generate_speculative(model, prompt, max_new_bytes, sampling, stop, generator, on_byte, k, stats=None):
     """One prompt (ids [T]) -> new ids; same greedy bytes as `_generate_cached`."""
-    from bltx.infer.generate import span_bucket
-
     if not 1 <= k <= SPARE:
         raise ValueError(f"speculative_k must be in [1, {SPARE}], got {k}")
     stats = stats if stats is not None else SpeculativeStats()
     device = next(model.parameters()).device
     capacity = len(prompt) + max_new_bytes + k + 1  # drafts may run past the last byte kept
-    session = CachedBLT(model, 1, capacity)
+    session = model.new_session(1, capacity)
     logits = session.prefill(prompt.to(device)[None], torch.tensor([len(prompt)], device=device))
-    (run,), (patches,) = session.host_state()
     state, caches = session.patching, session.caches
     out: list[int] = []
 
@@ -136,14 +132,9 @@ def generate_speculative(model, prompt, max_new_bytes, sampling, stop, generator
         return stop.all_done or len(out) >= max_new_bytes
 
     def feed_last(byte: torch.Tensor, closing_start: torch.Tensor, opens: bool):
-        nonlocal run, patches
+        """A byte the patcher has stepped, through the model: the session's own bookkeeping."""
         session.feed_model(byte, closing_start)
-        run += 1
-        if opens:
-            patches += 1
-            bound = span_bucket(max(patches + 1, 16), capacity)
-            session.close(torch.tensor([True], device=device), span_bucket(run, capacity), bound)
-            run = 0
+        session.advance(torch.tensor([opens], device=device), [int(opens)])
         return session.decode()
 
     pending = None
@@ -191,11 +182,11 @@ def generate_speculative(model, prompt, max_new_bytes, sampling, stop, generator
         if correction is None:
             # All kept: x0, d1..d(m-1) are in the open patch; the last draft is fed like a
             # plain byte (it may close the patch), from the patch start before its step.
-            run += m
+            session.run[0] += m
             logits = feed_last(torch.tensor([drafts[-1]], device=device), snaps[-2]["last_start"], flags[-1])
             continue
         # Rejected at draft accepted+1: keep x0, d1..d_accepted; the correction comes next.
-        run += accepted + 1
+        session.run[0] += accepted + 1
         rewind_stacks(caches["encoder"], m - accepted - 1)
         rewind_stacks(caches["decoder"], m - accepted - 1)
         restore(caches["byte_embedder"], embed_before)

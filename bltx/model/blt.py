@@ -26,16 +26,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from bltx.bytes import PAD_ID
-from bltx.errors import ConfigError
-from bltx.model.assembly import ByteLatentConfig, count_params, part_flop_terms
-from bltx.model.attention import attention_backend
+from bltx.model.assembly import ByteLatentConfig, ByteLatentModel
 from bltx.model.output import ModelOutput, lm_output
+from bltx.model.sessions.blt import CachedBLT
 from bltx.patching.base import lengths_to_starts, patch_index
-from bltx.protocols import FlopTerm, check
-from bltx.registry import build, register
+from bltx.registry import register
 from bltx.schema import component
 
 # Importing these registers the built-in components the default tables name.
@@ -46,12 +43,15 @@ from bltx.model import local_decoder as _local_decoder  # noqa: F401
 from bltx.model import local_encoder as _local_encoder  # noqa: F401
 from bltx.patching import entropy as _entropy_patcher  # noqa: F401
 
-COMPONENTS = ("patcher", "byte_embedder", "encoder", "latent", "decoder")
-
-
 @register("model", "blt")
-class BLT(nn.Module):
+class BLT(ByteLatentModel):
     """Byte Latent Transformer assembled from registered components (see module doc)."""
+
+    # init order: the shared parts, then the patcher (which otherwise initialises and loads
+    # itself when built); the patcher is never trained (as in BLT/HF).
+    PARTS = (*ByteLatentModel.PARTS, "patcher")
+    SELF_INITIALISED = ("patcher",)
+    FROZEN = ("patcher",)
 
     @dataclass
     class Config(ByteLatentConfig):  # embedder, encoder, latent, decoder, max_patches, attention
@@ -60,24 +60,11 @@ class BLT(nn.Module):
         decoder_lookahead: bool | None = None
 
     def __init__(self, cfg: Config, **context):
-        super().__init__()
-        self.cfg = cfg
-        self.max_patches = cfg.max_patches
-        self.backend = attention_backend(cfg.attention, where="model.attention")
-        # Each part is checked against its written contract (bltx/protocols.py) as it is built,
-        # FLOP counting included: one line names what a plugin component lacks.
-        self.patcher = check(build("patcher", cfg.patcher, where="model.patcher"), "patcher", "model.patcher", ("flops",))
-        self.latent = _built("latent", cfg.latent, backend=self.backend)
-        latent_dim = _required_dim(self.latent, "model.latent")
-        self.encoder = _built("encoder", cfg.encoder, latent_dim=latent_dim, backend=self.backend)
-        local_dim = _required_dim(self.encoder, "model.encoder")
-        self.byte_embedder = _built("byte_embedder", cfg.byte_embedder, dim=local_dim)
-        self.decoder = _built("decoder", cfg.decoder, latent_dim=latent_dim, local_dim=local_dim, backend=self.backend)
-        if not any(p.is_meta for p in self.parameters()):
-            # Patchers initialise (and load) themselves; a meta build calls init_weights later.
-            for name in COMPONENTS[1:]:
-                getattr(self, name).init_weights()
-        # The patcher is not trained (as in BLT/HF): freeze whatever parameters it has.
+        super().__init__(cfg)
+        self.patcher = self.build_part("patcher", cfg.patcher)
+        self.build_shared_parts()
+        self.init_built_parts()
+        # The patcher is not trained: freeze whatever parameters it has.
         self.patcher.requires_grad_(False)
         self.patcher.eval()
         lookahead = cfg.decoder_lookahead
@@ -159,30 +146,13 @@ class BLT(nn.Module):
         out = lm_output(self.decoder(h, latent, dec_patch_ids), targets)
         return out.logits, out.nll
 
-    # -- weights ----------------------------------------------------------------------------
+    # -- generation -------------------------------------------------------------------------
 
-    def init_weights(self) -> None:
-        """(Re)initialise every weight in place; use after `to_empty` of a meta-device build."""
-        for name in COMPONENTS[1:]:
-            getattr(self, name).init_weights()
-        self.patcher.init_weights()
+    def session_unsupported(self) -> str | None:
+        """None when this model generates with caches, else the reason (naming the part)."""
+        return CachedBLT.unsupported(self)
 
-    def flop_terms(self, seq_len: int, patch_len: float) -> dict[str, FlopTerm]:
-        """Forward FLOPs per byte by component (bltx/model/assembly.py); the patcher (an
-        entropy model, or nothing) is frozen."""
-        return part_flop_terms(self, COMPONENTS, seq_len, patch_len, frozen=("patcher",))
-
-    def num_params(self, by_component: bool = True, trainable_only: bool = False) -> dict[str, int] | int:
-        """Parameter counts per component (plus 'total'), or the total alone."""
-        return count_params(self, COMPONENTS, by_component, trainable_only)
-
-def _built(slot: str, table: dict, **context) -> nn.Module:
-    where = f"model.{slot}"
-    return check(build(slot, table, where=where, **context), slot, where, ("flops",))
-
-
-def _required_dim(module: nn.Module, where: str) -> int:
-    dim = module.dim  # present: `_built` checked the slot's contract
-    if not isinstance(dim, int):
-        raise ConfigError(f"{where}: component {type(module).__name__} must expose an integer `dim`")
-    return dim
+    def new_session(self, batch: int, capacity: int, compiled: bool = False) -> CachedBLT:
+        """A cached generation session over `batch` rows of up to `capacity` positions
+        (bltx/model/sessions/blt.py)."""
+        return CachedBLT(self, batch, capacity, compiled)

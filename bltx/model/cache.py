@@ -11,7 +11,8 @@ with component-specific arguments (B rows, T prompt bytes, d widths):
     byte embedder   prefill(ids [B,T], lengths, c) -> h [B,T,d];      step(ids [B,1], c) -> [B,1,d]
     encoder         prefill(h, patch_ids, P, lengths, c) -> (h, patches); step(h [B,1,d], c) -> h;
                     close(c, start [B], span) -> the patch [start, pos) of each row, [B,1,d_latent]
-    latent          prefill(x [B,P,d], counts [B], c) -> y; step(x [B,1,d], c, active [B]) -> y
+    latent          prefill(x [B,P,d], counts [B], c) -> y; step(x [B,1,d], c, active [B], bound=None)
+                    -> y (bound: an int > every row's patch count, what attention needs read)
     decoder         prefill(h, latent, dec_patch_ids, lengths, c) -> logits;
                     set_patch(latent_state [B,1,d_latent], active [B], c); step(h [B,1,d], c) -> logits
 Patchers keep bounded online state instead (`Patcher.init_state / prefill_state / step_state`).

@@ -114,6 +114,7 @@ class CosineRouter(nn.Module):
         self.cfg = cfg
         self.dim = dim
         self.latent_dim = latent_dim
+        self.target_length = cfg.target_length
         self.wq = nn.Linear(dim, dim, bias=False)
         self.wk = nn.Linear(dim, dim, bias=False)
         # Chunk state (latent width) -> byte residual stream (local width).

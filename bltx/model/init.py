@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from bltx.protocols import has
+from bltx.protocols import InitWeights
 
 # Names that wrappers (activation checkpointing, torch.compile) insert into parameter
 # names; removed so the seed of a parameter is the same with and without them.
@@ -137,9 +137,9 @@ def init_embedding(emb: nn.Embedding | nn.EmbeddingBag, dim: int | None = None) 
 
 def init_children(module: nn.Module) -> None:
     """Call `init_weights()` on every direct child that initialises itself (bltx/protocols.py
-    `init_weights`); descend into the others (containers, plain torch layers)."""
+    InitWeights); descend into the others (containers, plain torch layers)."""
     for child in module.children():
-        if has(child, "init_weights"):
+        if isinstance(child, InitWeights):
             child.init_weights()
         else:
             init_children(child)

@@ -21,7 +21,8 @@ probability G, scalars) and `starts` (bool [B, T], the chunk starts it realised)
 engine counts chunks from the forward it ran anyway; `patch(ids)` runs embedder, encoder and
 router once more and is for callers without a forward (statistics, pictures).
 
-Generation: bltx/infer/cached_learned.py steps every part through its cache protocol.
+Generation: `new_session` (bltx/model/sessions/learned.py) steps every part through its cache
+protocol.
 """
 
 from __future__ import annotations
@@ -30,17 +31,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from bltx.errors import ConfigError
-from bltx.model.assembly import ByteLatentConfig, count_params, part_flop_terms
-from bltx.model.attention import attention_backend
-from bltx.model.blt import _built
+from bltx.model.assembly import ByteLatentConfig, ByteLatentModel
 from bltx.model.chunking import cap_starts, chunk_start_positions
 from bltx.model.output import lm_output
+from bltx.model.sessions.learned import CachedLearnedBLT
 from bltx.patching.base import starts_to_patch_ids
-from bltx.protocols import FlopTerm, has
-from bltx.registry import build, register
+from bltx.registry import register
 from bltx.schema import component
 
 # Importing these registers the components the default tables name.
@@ -50,12 +47,13 @@ from bltx.model import embedder as _embedder  # noqa: F401
 from bltx.model import latent as _latent  # noqa: F401
 from bltx.model import local_decoder as _local_decoder  # noqa: F401
 
-PARTS = ("byte_embedder", "encoder", "chunker", "latent", "decoder")
-
-
 @register("model", "learned_blt")
-class LearnedChunkBLT(nn.Module):
+class LearnedChunkBLT(ByteLatentModel):
     """BLT whose patches are learned chunks (see module doc)."""
+
+    PARTS = ("byte_embedder", "encoder", "chunker", "latent", "decoder")
+    # The router reads the encoder's byte states between its two stages.
+    ENCODER_SLOT = "staged_encoder"
 
     @dataclass
     class Config(ByteLatentConfig):
@@ -65,29 +63,15 @@ class LearnedChunkBLT(nn.Module):
         chunker: dict = component("chunker", {"type": "cosine"})
 
     def __init__(self, cfg: Config, **context):
-        super().__init__()
-        self.cfg = cfg
-        self.max_patches = cfg.max_patches
-        self.backend = attention_backend(cfg.attention, where="model.attention")
-        self.latent = _built("latent", cfg.latent, backend=self.backend)
-        latent_dim = self.latent.dim
-        self.encoder = _built("encoder", cfg.encoder, latent_dim=latent_dim, backend=self.backend)
-        if not has(self.encoder, "staged_encoder"):
-            raise ConfigError(
-                f"model.encoder: learned chunking reads the encoder's byte states between two stages; "
-                f"{type(self.encoder).__name__} lacks encode_bytes/downsample (use type = \"byte_layers\")"
-            )
-        local_dim = self.encoder.dim
-        self.byte_embedder = _built("byte_embedder", cfg.byte_embedder, dim=local_dim)
-        self.chunker = build("chunker", cfg.chunker, where="model.chunker", dim=local_dim, latent_dim=latent_dim)
-        self.decoder = _built("decoder", cfg.decoder, latent_dim=latent_dim, local_dim=local_dim, backend=self.backend)
-        self.target_chunk_length = float(self.chunker.cfg.target_length)
+        super().__init__(cfg)
+        latent_dim, local_dim = self.build_shared_parts()
+        self.chunker = self.build_part("chunker", cfg.chunker, dim=local_dim, latent_dim=latent_dim)
+        self.target_chunk_length = float(self.chunker.target_length)
         # True: keep the chunk axis at max_patches in eager forwards too (set by the parallel
         # plan when blocks compile one by one). BLT sizes its axis dynamically instead; chunks
         # are decided inside this forward, so no eager prologue can size it here.
         self.static_patch_axis = False
-        if not any(p.is_meta for p in self.parameters()):
-            self.init_weights()
+        self.init_built_parts()
 
     # -- chunking ---------------------------------------------------------------------------
 
@@ -136,16 +120,12 @@ class LearnedChunkBLT(nn.Module):
         aux_losses, stats = self.chunker.aux(p, b)
         return lm_output(self.decoder(h + u, z, patch_ids), targets, starts=b, aux_losses=aux_losses, stats=stats)
 
-    # -- weights, FLOPs ---------------------------------------------------------------------
+    # -- generation -------------------------------------------------------------------------
 
-    def init_weights(self) -> None:
-        for name in PARTS:
-            getattr(self, name).init_weights()
+    def session_unsupported(self) -> str | None:
+        """None when this model generates with caches, else the reason (naming the part)."""
+        return CachedLearnedBLT.unsupported(self)
 
-    def flop_terms(self, seq_len: int, patch_len: float) -> dict[str, FlopTerm]:
-        """Forward FLOPs per byte by part at `patch_len` bytes per chunk (pass the realised
-        mean chunk length); the latent's per-chunk FLOPs are spread over the chunk's bytes."""
-        return part_flop_terms(self, PARTS, seq_len, patch_len)
-
-    def num_params(self, by_component: bool = True, trainable_only: bool = False) -> dict[str, int] | int:
-        return count_params(self, PARTS, by_component, trainable_only)
+    def new_session(self, batch: int, capacity: int, compiled: bool = False) -> CachedLearnedBLT:
+        """A cached generation session with online boundaries (bltx/model/sessions/learned.py)."""
+        return CachedLearnedBLT(self, batch, capacity, compiled)

@@ -169,7 +169,10 @@ class RecurrentLatent(nn.Module):
             state.copy_(torch.where((counts > 0)[:, None], h, torch.zeros_like(h)))
         return out
 
-    def step(self, x: torch.Tensor, cache: list[torch.Tensor], active: torch.Tensor) -> torch.Tensor:
+    def step(self, x: torch.Tensor, cache: list[torch.Tensor], active: torch.Tensor,
+             bound: int | None = None) -> torch.Tensor:
+        """One patch per row; `bound` (how many patches a step may read) does not apply to a
+        fixed-size state."""
         for state, layer in zip(cache, self.layers.values()):
             x = x + layer.mixer.step(layer.mixer_norm(x), state, active)
             x = x + layer.feed_forward(layer.ffn_norm(x))

@@ -29,7 +29,7 @@ from bltx.parallel.fsdp import apply_fsdp
 from bltx.parallel.plans import ParallelPlan, plan_for
 from bltx.parallel.row_sharded import apply_row_sharding
 from bltx.parallel.tp import apply_tp, check_heads
-from bltx.protocols import has
+from bltx.protocols import InitWeights
 
 
 @dataclass
@@ -182,7 +182,7 @@ def materialize(model: nn.Module, device: torch.device | str, seed: int = 0) -> 
         for name, value in buffers.items():
             model.get_buffer(name).copy_(value.to(device))
     with torch.no_grad(), seeded_init(model, seed):
-        if has(model, "init_weights"):
+        if isinstance(model, InitWeights):
             model.init_weights()
         else:  # a plain torch model: torch modules' own initialisers (a torch convention)
             for module in model.modules():

@@ -22,7 +22,7 @@ from typing import Callable
 
 from torch import nn
 
-from bltx.protocols import CAPABILITIES, has, missing
+from bltx.protocols import TPAttention, TPFeedForward, has, missing
 from bltx.registry import get_registry, register
 
 ATTENTION_LINEARS = ("wq", "wk", "wv", "wo")
@@ -84,16 +84,16 @@ def register_plan(model_name: str):
 
 def llama_block_missing(block: nn.Module) -> list[str]:
     """What `block` lacks to be a Llama-style block tensor parallelism may split (the
-    tp_attention / tp_feed_forward contract, bltx/protocols.py); [] when it is one."""
+    TPAttention / TPFeedForward structures, bltx/protocols.py); [] when it is one."""
     children = dict(block.named_children())
     lacking = []
-    for part, capability, linears in (("attention", "tp_attention", ATTENTION_LINEARS),
-                                      ("feed_forward", "tp_feed_forward", FFN_LINEARS)):
+    for part, contract, linears in (("attention", TPAttention, ATTENTION_LINEARS),
+                                    ("feed_forward", TPFeedForward, FFN_LINEARS)):
         sub = children.get(part)
         if sub is None:
             lacking.append(part)
             continue
-        lacking += [f"{part}.{n}" for n in missing(sub, CAPABILITIES[capability])]
+        lacking += [f"{part}.{n}" for n in missing(sub, contract)]
         layers = dict(sub.named_children())
         lacking += [f"{part}.{n} (an nn.Linear)" for n in linears
                     if n in layers and not isinstance(layers[n], nn.Linear)]

@@ -1,12 +1,11 @@
 """Cached generation for learned chunking (`model.type = "learned_blt"`,
 bltx/model/learned_blt.py): boundaries decided online, every part stepped through its cache
-protocol (bltx/model/cache.py). This file only orchestrates, in the order of the model's
-forward:
+protocol (bltx/model/cache.py), in the order of the model's forward:
 
-    session = CachedLearnedBLT(model, batch, capacity)
+    session = model.new_session(batch, capacity)
     logits = session.prefill(ids, lengths)   # right-padded prompts, one pass per component
     opens = session.feed(next_ids)           # embedder, encoder byte layers, router: [B] bool
-    session.open_chunks(opens, bound)        # rows whose byte opened a chunk: latent, EMA
+    session.advance(opens, flags)            # rows whose byte opened a chunk: latent, EMA
     logits = session.decode()                # the byte reads its chunk: next-byte logits
 
 Per new byte t: the byte layers step (windowed rings where windowed); the router compares
@@ -22,21 +21,10 @@ from __future__ import annotations
 
 import torch
 
-from bltx.infer.cached import CachedSession
 from bltx.model.cache import row_gather
 from bltx.model.chunking import chunk_start_positions
+from bltx.model.sessions.base import CachedSession, span_bucket
 from bltx.patching.base import starts_to_patch_ids
-
-
-def is_learned(model) -> bool:
-    from bltx.model.learned_blt import LearnedChunkBLT
-
-    return isinstance(model, LearnedChunkBLT)
-
-
-def learned_cached_support(model) -> str | None:
-    """None when the learned-chunking `model` can generate with caches, else the reason."""
-    return CachedLearnedBLT.unsupported(model)
 
 
 class CachedLearnedBLT(CachedSession):
@@ -48,7 +36,8 @@ class CachedLearnedBLT(CachedSession):
     COMPILED = ("feed", "open_chunks", "decode")  # open_chunks: one graph per bound
 
     def __init__(self, model, batch: int, capacity: int, compiled: bool = False):
-        super().__init__(model, batch, capacity, compiled, learned_cached_support(model))
+        super().__init__(model, batch, capacity, compiled)
+        self.chunks: list[int] = []  # chunks per row so far (host ints), set by prefill
 
     @torch.no_grad()
     def prefill(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -66,6 +55,7 @@ class CachedLearnedBLT(CachedSession):
                                          counts, c["chunker"])
         logits = m.decoder.prefill(h + u, z, patch_ids, lengths, c["decoder"])
         m.decoder.set_patch(row_gather(z, counts - 1), counts > 0, c["decoder"])
+        self.chunks = counts.tolist()  # one sync; the host tracks counts from the flags
         return row_gather(logits, lengths - 1)[:, 0]
 
     @torch.no_grad()
@@ -76,10 +66,17 @@ class CachedLearnedBLT(CachedSession):
         self.h = m.encoder.step(h, c["encoder"])
         return m.chunker.step(self.h, c["chunker"])
 
+    def advance(self, opens: torch.Tensor, flags: list[int]) -> None:
+        """Rows with `flags` opened a chunk at the fed byte: the latent steps on it, reading the
+        chunks so far (a power of two above the most), not its capacity."""
+        if any(flags):
+            self.chunks = [n + f for n, f in zip(self.chunks, flags)]
+            self.open_chunks(opens, span_bucket(max(max(self.chunks), 16), self.capacity))
+
     @torch.no_grad()
     def open_chunks(self, opens: torch.Tensor, bound: int | None = None) -> None:
         """Rows `opens` start a chunk at the fed byte: the latent steps on it (reading `bound`
-        > every row's chunk count, when the latent takes it), the EMA and the decoder follow."""
+        > every row's chunk count), the EMA and the decoder follow."""
         m, c = self.model, self.caches
         zhat = self.step_latent(m.encoder.to_chunk(self.h), opens, bound)
         m.decoder.set_patch(m.chunker.merge(zhat, opens, c["chunker"]), opens, c["decoder"])
@@ -88,7 +85,3 @@ class CachedLearnedBLT(CachedSession):
     def decode(self) -> torch.Tensor:
         m, c = self.model, self.caches
         return m.decoder.step(self.h + m.chunker.upsample_step(c["chunker"]), c["decoder"])[:, 0]
-
-    def chunk_counts(self) -> list[int]:
-        """Chunks per row so far (host ints; one sync, after prefill)."""
-        return self.caches["chunker"]["chunks"].tolist()
