@@ -24,7 +24,7 @@ from importlib import metadata
 from typing import Any, Callable
 
 from bltx.errors import ConfigError
-from bltx.schema import did_you_mean, to_dataclass
+from bltx.schema import did_you_mean, set_component_validator, to_dataclass
 
 # Where bltx's own components of each kind live, as module names: the first lookup of a
 # kind imports that kind's modules and nothing else. The registry is core and names the
@@ -176,6 +176,9 @@ def build(kind: str, table: Any, where: str = "", **context) -> Any:
             f"passes ({passed}): {exc}; write its constructor as __init__(self, cfg, **context)"
         ) from None
     return cls(*args, **context)
+
+
+set_component_validator(validate)
 
 
 def load_plugins(modules: list[str] | tuple[str, ...] = (), entry_points: bool = True) -> None:

@@ -19,6 +19,15 @@ from bltx.errors import ConfigError
 # Metadata key marking a `dict` field as a nested component table of a registry kind,
 # e.g. `patcher: dict = component("patcher", {"type": "byte"})`.
 COMPONENT_KIND = "bltx_component_kind"
+# How a nested component table is checked against its registered Config. bltx/registry.py
+# (which builds on this module) installs its `validate` here when imported, so the schema
+# never imports the registry: the dependency points one way.
+_component_validator = None
+
+
+def set_component_validator(validate) -> None:
+    global _component_validator
+    _component_validator = validate
 
 
 def component(kind: str, default: dict | None = None, optional: bool = False):
@@ -100,12 +109,10 @@ def _coerce(value: Any, tp: Any, where: str, kind: str | None) -> Any:
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {value!r}")
-        if kind is not None:
+        if kind is not None and _component_validator is not None:
             # Validate the nested component table now; keep the plain dict so it can be
             # overridden and rebuilt later.
-            from bltx.registry import validate
-
-            validate(kind, value, where)
+            _component_validator(kind, value, where)
         return value
     if tp is bool:
         if not isinstance(value, bool):

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from bltx.model.output import lm_output
+
 import bltx
 from bltx.eval.cute import TEMPLATES, few_shot_prompt, load_task, run_cute
 
@@ -53,7 +55,7 @@ class ScriptedModel(torch.nn.Module):
         self.answer = answer
         self.anchor = torch.nn.Parameter(torch.zeros(()))  # a device and dtype to follow
 
-    def forward(self, ids, **ignored):
+    def forward(self, ids, targets=None, **ignored):
         logits = torch.full((*ids.shape, 260), -1e4)
         for row, seq in enumerate(ids.tolist()):
             text = bytes(i - 4 for i in seq if i >= 4).decode("latin-1")
@@ -61,7 +63,7 @@ class ScriptedModel(torch.nn.Module):
             target = (self.answer(question) + "\n").encode("latin-1")
             nxt = target[len(sofar.encode("latin-1"))] if len(sofar) < len(target) else ord("\n")
             logits[row, :, nxt + 4] = 0.0
-        return logits + self.anchor
+        return lm_output(logits + self.anchor, targets)
 
 
 def oracle_answers(folder: Path):

@@ -85,3 +85,56 @@ def test_model_and_patching_import_nothing_above_them():
 def test_the_check_sees_function_level_imports():
     # bltx/plan.py imports the memory estimate inside print_plan, not at the top.
     assert "bltx.parallel.memory" in {t for t, _ in imports(ROOT / "plan.py")}
+
+
+def import_cycles() -> list[list[str]]:
+    """Cycles in the module graph of bltx (function-level imports included). A package's
+    __init__ importing its own submodules is not a cycle back into it unless a submodule
+    imports the package's __init__ names, which the graph then shows."""
+    modules = {module_name(p): p for p in ROOT.rglob("*.py")}
+    graph = {m: sorted({t for t, _ in imports(p) if t in modules and t != m}) for m, p in modules.items()}
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in graph[node]:
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+    # A package __init__ re-exporting a submodule that imports a sibling through the
+    # package is still a cycle; only `bltx` (the top-level convenience API) is exempt, since
+    # every module's `import bltx.x` runs it first by Python's rules, not by choice.
+    return [c for c in cycles if "bltx" not in c]
+
+
+def test_no_import_cycles():
+    assert import_cycles() == []
+
+
+def forward_attribute_writes() -> list[str]:
+    """`self.NAME = ...` (or augmented) inside any method named forward or forward_*."""
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and (node.name == "forward" or node.name.startswith("forward_")):
+                for sub in ast.walk(node):
+                    targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target] if isinstance(sub, (ast.AugAssign, ast.AnnAssign)) else []
+                    for t in targets:
+                        for leaf in ast.walk(t):
+                            if isinstance(leaf, ast.Attribute) and isinstance(leaf.value, ast.Name) and leaf.value.id == "self":
+                                found.append(f"{path.relative_to(ROOT)}:{sub.lineno} {node.name} writes self.{leaf.attr}")
+    return found
+
+
+def test_no_forward_writes_module_attributes():
+    """What a forward produces is returned (bltx/model/output.py ModelOutput), never left on
+    the module, which torch.compile and activation checkpointing do not see."""
+    assert forward_attribute_writes() == []

@@ -27,14 +27,16 @@ def test_built_in_models_offer_what_the_engine_asks_of_them():
     blt = bltx.build_model(ENTROPY_BLT)
     assert has(blt, "patches") and has(blt, "patcher") and has(blt, "model_flops")
     assert has(blt.patcher, "entropies") and has(blt.patcher.entropy_model, "cached_step")
-    assert not has(blt, "own_loss") and not has(blt, "extras") and not has(blt, "one_at_a_time")
+    assert has(blt, "sessions") and not has(blt, "one_at_a_time") and not has(blt, "learned_chunks")
     static = bltx.build_model(TINY_BLT)
     assert not has(static.patcher, "entropies")  # precompute_entropies refuses it
     # Classes answer too: the contract is what a class defines, not what an instance holds.
-    assert has(BpeTransformer, "own_loss") and has(BpeTransformer, "patches") and has(BpeTransformer, "one_at_a_time")
+    assert has(BpeTransformer, "patches") and has(BpeTransformer, "one_at_a_time") and not has(BpeTransformer, "sessions")
     assert not has(ByteTransformer, "patches") and not has(ByteTransformer, "one_at_a_time")
     assert not has(EntropyLM, "patches") and not has(EntropyLM, "patcher")
-    assert has(LearnedChunkBLT, "patches")
+    assert has(LearnedChunkBLT, "patches") and has(LearnedChunkBLT, "sessions") and has(LearnedChunkBLT, "learned_chunks")
+    # At most 8 capabilities beside the flops of every part: what a plugin author chooses.
+    assert len(set(CAPABILITIES) - {"flops"}) <= 8
 
 
 def test_cached_stepping_per_slot():
@@ -50,8 +52,8 @@ def test_flags_need_true_and_unknown_capabilities_are_named():
         generate_one_at_a_time = False
 
     assert not has(Off(), "one_at_a_time")
-    with pytest.raises(KeyError, match="unknown capability 'own_los'; known: .*own_loss"):
-        has(nn.Linear(2, 2), "own_los")
+    with pytest.raises(KeyError, match="unknown capability 'session'; known: .*sessions"):
+        has(nn.Linear(2, 2), "session")
     assert not set(CAPABILITIES) & set(FLAGS)
 
 
@@ -79,4 +81,4 @@ def test_a_plugin_latent_without_a_dim_or_flops_fails_in_one_line():
     message = str(exc.value)
     assert "\n" not in message
     assert message.startswith("model.latent: NoDim does not fulfil the latent contract")
-    assert message.endswith("missing: dim, capability 'flops'")
+    assert message.endswith("missing: dim, capability 'flops' (forward_flops(seq_len, patch_len))")
