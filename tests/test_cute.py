@@ -5,10 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bltx.model.output import lm_output
-
 import bltx
 from bltx.eval.cute import TEMPLATES, few_shot_prompt, load_task, run_cute
+from bltx.model.output import lm_output
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cute"
 

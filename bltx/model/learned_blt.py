@@ -66,12 +66,16 @@ class LearnedChunkBLT(ByteLatentModel):
         super().__init__(cfg)
         latent_dim, local_dim = self.build_shared_parts()
         self.chunker = self.build_part("chunker", cfg.chunker, dim=local_dim, latent_dim=latent_dim)
-        self.target_chunk_length = float(self.chunker.target_length)
         # True: keep the chunk axis at max_patches in eager forwards too (set by the parallel
         # plan when blocks compile one by one). BLT sizes its axis dynamically instead; chunks
         # are decided inside this forward, so no eager prologue can size it here.
         self.static_patch_axis = False
         self.init_built_parts()
+
+    @property
+    def target_chunk_length(self) -> float:
+        """Bytes per chunk the chunker's ratio loss aims at (tools/compare.py plans with it)."""
+        return float(self.chunker.target_length)
 
     # -- chunking ---------------------------------------------------------------------------
 
