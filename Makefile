@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-fast clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Everything but the `slow` tests (launch matrix, compiled paths, subprocess CLI runs):
+# the loop to run while editing. CI runs `make test`.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

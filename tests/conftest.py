@@ -65,3 +65,32 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300, env: dict | None =
         timeout=timeout,
         env=full_env,
     )
+
+
+# ---- the `slow` marker --------------------------------------------------------------------
+# `make test-fast` (pytest -m "not slow") runs everything but these; `make test` runs all.
+# Slow: whole modules that compile or launch process groups, and any test whose own code
+# starts a subprocess (the real CLI, torchrun); marked here by reading the test's source,
+# so a new CLI test is slow without anyone remembering to say so.
+SLOW_MODULES = {"test_launch_matrix", "test_generate_compiled", "test_compiled_training", "test_model_compile"}
+SLOW_CALLS = ("run_cli(", "subprocess.", "torchrun", "run_torchrun(")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: launch matrix, compiled paths, subprocess CLI runs "
+                                       "(left out by `make test-fast`)")
+
+
+def pytest_collection_modifyitems(config, items):
+    import inspect
+
+    import pytest
+
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        try:
+            source = inspect.getsource(item.function)
+        except (OSError, TypeError):
+            source = ""
+        if module in SLOW_MODULES or any(call in source for call in SLOW_CALLS):
+            item.add_marker(pytest.mark.slow)
