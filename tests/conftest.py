@@ -73,7 +73,8 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300, env: dict | None =
 # starts a subprocess (the real CLI, torchrun); marked here by reading the test's source,
 # so a new CLI test is slow without anyone remembering to say so.
 SLOW_MODULES = {"test_launch_matrix", "test_generate_compiled", "test_compiled_training", "test_model_compile"}
-SLOW_CALLS = ("run_cli(", "subprocess.", "torchrun", "run_torchrun(")
+SLOW_CALLS = ("run_cli(", "subprocess.", "torchrun", "run_torchrun(", "compile=True")
+SLOW_TESTS = {"test_fast_paths_compile_fullgraph"}  # inductor code generation on CPU
 
 
 def pytest_configure(config):
@@ -92,5 +93,5 @@ def pytest_collection_modifyitems(config, items):
             source = inspect.getsource(item.function)
         except (OSError, TypeError):
             source = ""
-        if module in SLOW_MODULES or any(call in source for call in SLOW_CALLS):
+        if module in SLOW_MODULES or item.originalname in SLOW_TESTS or any(call in source for call in SLOW_CALLS):
             item.add_marker(pytest.mark.slow)

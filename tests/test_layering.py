@@ -17,7 +17,7 @@ LAYERS = [
     ("model", {"model", "patching"}),
     ("parallel", {"parallel"}),
     ("engine", {"data", "train", "infer", "eval", "interop"}),
-    ("top", {"tasks", "run", "plan", "__main__"}),
+    ("top", {"tasks", "run", "plan", "__main__", "testing"}),
 ]
 RANK = {room: i for i, (_, rooms) in enumerate(LAYERS) for room in rooms}
 # The generation work keeps its cache protocol beside the model (bltx/model/cache.py);
