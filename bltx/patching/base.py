@@ -42,10 +42,6 @@ class Patcher(nn.Module):
     # check strict causality for every patcher that claims it.
     predicts_next_start: bool = True
 
-    # Whether the patcher can decide starts[:, t] from a prefix alone during generation
-    # without recomputing the whole sequence (all causal patchers can; see infer/).
-    online: bool = True
-
     def __init__(self, max_patch_length: int | None = None):
         super().__init__()
         self.max_patch_length = max_patch_length
@@ -161,8 +157,7 @@ def starts_to_lengths(starts: torch.Tensor, max_patches: int | None = None) -> t
     if max_patches is None:
         max_patches = int(starts.sum(dim=-1).max())
     lengths = torch.zeros(starts.shape[0], max_patches, dtype=torch.long, device=starts.device)
-    # Bytes whose patch index is >= max_patches are dropped: the caller chose P too small;
-    # `check_max_patches` turns that into a clear error outside compiled code.
+    # Bytes whose patch index is >= max_patches are dropped: the caller chose P too small.
     valid = patch_ids < max_patches
     lengths.scatter_add_(1, patch_ids.clamp(max=max_patches - 1), valid.long())
     return lengths
@@ -180,15 +175,3 @@ def lengths_to_starts(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
 
 def lengths_to_patch_ids(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
     return starts_to_patch_ids(lengths_to_starts(lengths, seq_len))
-
-
-def check_max_patches(starts: torch.Tensor, max_patches: int) -> None:
-    """Raise a clear error when a batch has more patches than the static maximum P."""
-    most = int(starts.sum(dim=-1).max())
-    if most > max_patches:
-        from bltx.errors import ConfigError
-
-        raise ConfigError(
-            f"a sequence produced {most} patches but model.max_patches is {max_patches}; "
-            f"raise model.max_patches or set model.patcher.max_patch_length"
-        )
