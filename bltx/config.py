@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bltx.errors import ConfigError
-from bltx.registry import load_plugins
-from bltx.schema import to_dataclass, to_table
+from bltx.registry import get_registry, load_plugins
+from bltx.schema import did_you_mean, to_dataclass, to_table
 from bltx.sections import Recipe
 
 
@@ -125,24 +125,31 @@ def recipe_from_table(raw: dict, source: str = "") -> Recipe:
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise ConfigError("job.plugins must be a list of module names, e.g. ['plugins.my_patcher']")
     load_plugins(plugins)
-    unknown = sorted(set(raw) - {f for f in Recipe.__dataclass_fields__})
+    registered = get_registry("section")
+    own = [f for f in Recipe.__dataclass_fields__ if Recipe.__dataclass_fields__[f].init]
+    unknown = sorted(set(raw) - set(own) - set(registered.names()))
     if unknown:
         # to_dataclass would also catch this; this message names it as a section.
-        from bltx.schema import did_you_mean
-
-        valid = ", ".join(Recipe.__dataclass_fields__)
+        valid = [*own, *registered.names()]
         raise ConfigError(
-            f"unknown section '{unknown[0]}'{did_you_mean(unknown[0], Recipe.__dataclass_fields__)}; "
-            f"valid sections: {valid}"
+            f"unknown section '{unknown[0]}'{did_you_mean(unknown[0], valid)}; "
+            f"valid sections: {', '.join(valid)} (a plugin registers its own with @register(\"section\", NAME))"
         )
-    recipe = to_dataclass(Recipe, raw)
+    recipe = to_dataclass(Recipe, {k: v for k, v in raw.items() if k in own})
+    for name in registered.names():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{name}] must be a table, got {table!r}")
+        recipe.plugin_sections[name] = to_dataclass(registered.get(name), table, name)
     recipe.source = source
     return recipe
 
 
 def recipe_to_toml(recipe: Recipe) -> str:
     """Render a recipe (after merging) as TOML text, for --print-config and run folders."""
-    return dumps_toml(to_table(recipe))
+    table = to_table(recipe)
+    table.update({name: to_table(value) for name, value in recipe.plugin_sections.items()})
+    return dumps_toml(table)
 
 
 def _toml_value(value: Any) -> str:

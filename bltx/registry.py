@@ -45,6 +45,10 @@ BUILTINS: dict[str, tuple[str, ...]] = {
     "lr_scheduler": ("bltx.train.schedule",),
     "parallel_plan": ("bltx.parallel.blt_plan",),
     "data_source": ("bltx.data.formats", "bltx.data.jsonl", "bltx.data.columnar"),
+    # Recipe sections beyond bltx's own (bltx/sections.py): a plugin task's settings, a
+    # @dataclass registered by name (`@register("section", "my_task")`), read as
+    # `recipe.section("my_task")`.
+    "section": (),
     "task": (
         "bltx.tasks.train", "bltx.tasks.entropy", "bltx.tasks.eval", "bltx.tasks.generate",
         "bltx.tasks.research", "bltx.tasks.show_data", "bltx.tasks.lm_eval",

@@ -329,3 +329,14 @@ class Recipe:
     # Absolute path of the recipe file it came from ("" when built in code); relative data
     # and checkpoint paths resolve against its folder. Not a TOML key.
     source: str = field(default="", init=False, repr=False)
+    # Sections registered by plugins (kind "section"), parsed by their dataclass: every
+    # registered one is here, with its defaults when the recipe has no such table.
+    plugin_sections: dict = field(default_factory=dict, init=False, repr=False)
+
+    def section(self, name: str):
+        """A plugin-registered section's parsed dataclass (see bltx/registry.py "section")."""
+        if name not in self.plugin_sections:
+            known = ", ".join(sorted(self.plugin_sections)) or "none"
+            raise KeyError(f"no recipe section '{name}' is registered (registered: {known}); "
+                           f"register its dataclass with @register(\"section\", \"{name}\")")
+        return self.plugin_sections[name]

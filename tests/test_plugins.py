@@ -82,3 +82,44 @@ def test_bundled_plugin_from_recipe(tmp_path):
     proc = run_cli(recipe, "--set", "model.patcher.max_patch_length=4", "--print-config")
     assert proc.returncode == 0, proc.stderr
     assert "max_patch_length = 4" in proc.stdout
+
+
+SECTION_PLUGIN = textwrap.dedent(
+    """
+    from dataclasses import dataclass
+    from bltx.registry import register
+
+    @register("section", "probe")
+    @dataclass
+    class ProbeConfig:
+        layers: int = 2
+        note: str = ""
+        def __post_init__(self):
+            if self.layers < 1:
+                raise ValueError(f"probe.layers must be >= 1, got {self.layers}")
+
+    @register("task", "probe")
+    def probe(recipe):
+        cfg = recipe.section("probe")
+        print(f"probing {cfg.layers} layers {cfg.note}")
+        return 0
+    """
+)
+
+
+def test_a_plugin_task_registers_its_own_recipe_section(tmp_path):
+    (tmp_path / "probe_plugin.py").write_text(SECTION_PLUGIN)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("[job]\nplugins = ['probe_plugin']\ntask = 'probe'\n[probe]\nlayers = 5\n")
+    env = {"PYTHONPATH": f"{tmp_path}:{bltx.__path__[0]}/.."}
+    proc = run_cli(str(recipe), "--set", 'probe.note="ok"', env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "probing 5 layers ok" in proc.stdout
+    # The section is saved with the recipe, and validated like bltx's own.
+    shown = run_cli(str(recipe), "--print-config", env=env)
+    assert "[probe]" in shown.stdout and "layers = 5" in shown.stdout
+    for override, expected in (("probe.layerz=1", "unknown key 'probe.layerz' (did you mean 'layers'?)"),
+                               ("probe.layers=0", "probe.layers must be >= 1, got 0")):
+        proc = run_cli(str(recipe), "--set", override, env=env)
+        assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
