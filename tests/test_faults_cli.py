@@ -50,22 +50,45 @@ def test_bad_launch_is_one_line(tmp_path, capsys, trained, args, expected):
     assert expected in one_line(capsys)
 
 
-def test_disk_full_during_a_save_is_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+def full_disk(where: str, first):
+    """A write that fails once `first` exists, as a full disk fails it: errno 28 from DCP's
+    own writer, or the short write torch.save reports through its zip writer's position
+    check (the text measured on a full tmpfs)."""
     import torch.distributed.checkpoint.filesystem as dcp_files
 
-    recipe = write_recipe(tmp_path, training={"steps": 4}, checkpoint={"interval": 2})
-    real_write = dcp_files._write_item
-    first = tmp_path / "run" / "checkpoints" / "step_00000002" / "COMPLETE"
+    if where == "dcp":
+        real, owner, name = dcp_files._write_item, dcp_files, "_write_item"
+        error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    else:
+        real, owner, name = ck.save_rng, ck, "save_rng"
+        error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
 
-    def write_until_full(*args, **kwargs):  # DCP's own writer: the disk fills after one save
+    def write(*args, **kwargs):
         if first.exists():
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(*args, **kwargs)
+            raise error
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(dcp_files, "_write_item", write_until_full)
+    return owner, name, write
+
+
+@pytest.mark.parametrize("where", ["dcp", "torch_save"])
+def test_disk_full_during_a_save_is_one_line_removes_the_partial_save_and_resumes_after(tmp_path, capsys, monkeypatch, where):
+    recipe = write_recipe(tmp_path, training={"steps": 4}, checkpoint={"interval": 2},
+                          metrics={"tensorboard": True})
+    ckpts = tmp_path / "run" / "checkpoints"
+    owner, name, write = full_disk(where, ckpts / "step_00000002" / "COMPLETE")
+    monkeypatch.setattr(owner, name, write)
+    # A disk that is full reports little free space: what the message quotes.
+    monkeypatch.setattr("bltx.dcp_io.shutil.disk_usage", lambda p: __import__("shutil")._ntuple_diskusage(1, 1, 0))
     assert main([str(recipe)]) == 2
-    assert "No space left on device" in one_line(capsys)
-    assert ck.CheckpointManager(tmp_path / "run").latest().name == "step_00000002"
+    line = one_line(capsys)
+    assert "cannot write checkpoint" in line and "step_00000004: no space left on device (0.0 MiB free" in line
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step_00000002"]  # no .tmp_ folder left
+    monkeypatch.undo()  # space freed: the same command resumes and finishes
+    assert main([str(recipe)]) == 0
+    out = capsys.readouterr()
+    assert "resumed from" in out.out and "at step 2" in out.out and "Traceback" not in out.err
+    assert ck.CheckpointManager(tmp_path / "run").latest().name == "step_00000004"
 
 
 def test_ctrl_c_during_generate_exits_130_with_one_line(capsys, monkeypatch, trained):

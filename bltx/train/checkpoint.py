@@ -149,19 +149,23 @@ class CheckpointManager:
         try:
             with quiet_dcp():
                 dcp.save(state, checkpoint_id=str(tmp))
-        except CheckpointException as exc:  # a BaseException: disk full, or a rank interrupted
+            save_rng(tmp / f"rng_rank{self.rank}.pt")
+            self.barrier()
+            if self.rank == 0:
+                if recipe_toml:
+                    (tmp / "recipe.toml").write_text(recipe_toml + "\n", encoding="utf-8")
+                meta = {"step": step, "time": time.time(), "has_optimizer": optimizer is not None,
+                        "finite": bool(finite)}
+                (tmp / META).write_text(json.dumps(meta) + "\n")
+                manifest.write_manifest(tmp, step)  # every rank's files are in by the barrier
+                _write_synced(tmp / MARKER, f"{step}\n")
+                self._install(tmp, final)
+        # CheckpointException is a BaseException (disk full, or a rank interrupted); torch.save
+        # reports a short write as a RuntimeError. The partial folder goes at once: left on a
+        # full disk it would keep the disk full for the resume.
+        except (CheckpointException, OSError, RuntimeError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
             raise save_failure(exc, final) from None
-        save_rng(tmp / f"rng_rank{self.rank}.pt")
-        self.barrier()
-        if self.rank == 0:
-            if recipe_toml:
-                (tmp / "recipe.toml").write_text(recipe_toml + "\n", encoding="utf-8")
-            meta = {"step": step, "time": time.time(), "has_optimizer": optimizer is not None,
-                    "finite": bool(finite)}
-            (tmp / META).write_text(json.dumps(meta) + "\n")
-            manifest.write_manifest(tmp, step)  # every rank's files are in by the barrier
-            _write_synced(tmp / MARKER, f"{step}\n")
-            self._install(tmp, final)
         if final in self.saved:
             self.saved.remove(final)
         self.saved.append(final)
