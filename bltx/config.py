@@ -113,17 +113,32 @@ def apply_overrides(table: dict, overrides: list[str]) -> dict:
     return out
 
 
-def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (), *,
+                saved: bool = False, plugins: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Load, merge, override and validate a recipe. Plugins named in job.plugins are imported
-    before validation so their components can be named in the recipe."""
+    before validation so their components can be named in the recipe.
+
+    `saved=True` is for a recipe bltx wrote into a run or checkpoint folder: such a folder
+    may come from anyone, and importing a module runs it, so its job.plugins are never
+    imported on their own: each must be among `plugins`, the modules the user named
+    (a tool's `--plugin`), or loading stops with one line saying which to pass."""
     raw = apply_overrides(load_raw(path), list(overrides))
-    return recipe_from_table(raw, source=str(Path(path).resolve()))
+    return recipe_from_table(raw, source=str(Path(path).resolve()), saved=saved, allowed=plugins)
 
 
-def recipe_from_table(raw: dict, source: str = "") -> Recipe:
+def recipe_from_table(raw: dict, source: str = "", *, saved: bool = False,
+                      allowed: list[str] | tuple[str, ...] = ()) -> Recipe:
     plugins = raw.get("job", {}).get("plugins", []) if isinstance(raw.get("job"), dict) else []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise ConfigError("job.plugins must be a list of module names, e.g. ['plugins.my_patcher']")
+    if saved:
+        unnamed = [p for p in plugins if p not in allowed]
+        if unnamed:
+            flags = " ".join(f"--plugin {p}" for p in unnamed)
+            raise ConfigError(
+                f"{source or 'the saved recipe'} lists job.plugins {unnamed}; bltx never imports "
+                f"plugins named by a saved recipe (importing runs code): if you trust them, pass {flags}"
+            )
     load_plugins(plugins)
     unknown = sorted(set(raw) - {f for f in Recipe.__dataclass_fields__})
     if unknown:

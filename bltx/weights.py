@@ -152,7 +152,10 @@ def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise CheckpointError(f"cannot read state dict file {p}: {str(exc).splitlines()[0]}") from None
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "Weights only load failed" in reason:  # torch's advice (weights_only=False) is unsafe
+                reason = "not a torch.save file of plain tensors (bltx never unpickles other objects)"
+            raise CheckpointError(f"cannot read state dict file {p}: {reason}") from None
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
             state = state["model"]
         if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
