@@ -216,3 +216,12 @@ def test_entropies_truncated_under_a_run_are_one_line(tmp_path, capsys, monkeypa
     monkeypatch.setattr(Trainer, "train_step", step_then_truncate)
     assert main([str(recipe), "--set", "training.steps=40"]) == 2
     assert "c.npy changed during the run" in one_line(capsys)
+
+
+def test_training_from_stored_entropies_says_so(tmp_path, capsys):
+    import numpy as np
+
+    recipe, stored, n = entropies_recipe(tmp_path)
+    np.save(stored, np.full(n, 1.0, dtype=np.float16))
+    assert main([str(recipe), "--set", "training.steps=1"]) == 0
+    assert f"patching from stored entropies {stored}" in capsys.readouterr().out

@@ -17,9 +17,9 @@ from bltx.train.checkpoint import check_compatible, find_checkpoint, load_model_
 def checkpoint_for(recipe: Recipe, explicit: str, task: str) -> Path:
     """The checkpoint a task reads: `explicit` (e.g. eval.checkpoint), else
     `checkpoint.load_path`, else the newest one in `job.dump_dir`."""
-    for value in (explicit, recipe.checkpoint.load_path):
+    for value, key in ((explicit, f"{task}.checkpoint"), (recipe.checkpoint.load_path, "checkpoint.load_path")):
         if value:
-            return find_checkpoint(resolve_path(recipe, value))
+            return find_checkpoint(resolve_path(recipe, value, key))
     try:
         return find_checkpoint(recipe.job.dump_dir)
     except CheckpointError:

@@ -99,6 +99,9 @@ class Trainer:
             log=self.logger.message,
         )
         self.logger.message(f"precision: {self.dtype} ({dtype_reason})")
+        if recipe.data.entropies_path:  # checked against the data when the data was built
+            self.logger.message(f"patching from stored entropies {recipe.data.entropies_path} "
+                                f"(the patcher's entropy model does not run in training)")
         if self.world.distributed:
             self.logger.message(f"layout: {self.world.degrees.describe()} on {self.world.world_size} ranks")
         if self.world.is_main:
@@ -149,7 +152,7 @@ class Trainer:
         if found is None and cfg.load_path:
             from bltx.config import resolve_path
 
-            named = resolve_path(self.recipe, cfg.load_path)
+            named = resolve_path(self.recipe, cfg.load_path, "checkpoint.load_path")
             loaded = self.checkpoints.load(named, self.model, self.optimizer, self.trainer_state())
             parse_trainer_state(loaded, named)
             found = named, loaded
