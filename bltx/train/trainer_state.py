@@ -14,16 +14,50 @@ import json
 
 from bltx.errors import CheckpointError
 
-# (key path, required): every value a non-negative int. shuffle_buffer is absent when 0.
-_COUNTS = (
-    (("step",), True),
-    (("scheduler", "last_epoch"), True),
-    (("sampler", "epoch"), True),
-    (("sampler", "cursor"), True),
-    (("sampler", "seed"), True),
-    (("sampler", "num_items"), True),
-    (("sampler", "shuffle_buffer"), False),
-)
+# Positions of a data sampler (bltx/data/sampler.py); a mixture (bltx/data/mixture.py)
+# holds a step and one of these per source (None for a validation-only source).
+_SAMPLER = ("epoch", "cursor", "seed", "num_items")
+
+
+def _is_count(value) -> bool:
+    # bool is an int in Python; a count never is one.
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _problem(state: dict) -> str | None:
+    """What is malformed in a parsed trainer state, or None."""
+    problem = _counts([(state, "step"), (state.get("scheduler"), "scheduler.last_epoch")])
+    if problem is not None:
+        return problem
+    checks = []
+    sampler = state.get("sampler")
+    if not isinstance(sampler, dict):
+        return "'sampler' is missing or not an object"
+    if "mixture" in sampler:
+        checks.append((sampler, "sampler.step"))
+        if not isinstance(sampler["mixture"], list):
+            return "'sampler.mixture' is not a list"
+        samplers = [(f"sampler.mixture[{i}]", s) for i, s in enumerate(sampler["mixture"]) if s is not None]
+    else:
+        samplers = [("sampler", sampler)]
+    for name, s in samplers:
+        if not isinstance(s, dict):
+            return f"'{name}' is not an object"
+        checks += [(s, f"{name}.{key}") for key in _SAMPLER]
+        if "shuffle_buffer" in s:
+            checks.append((s, f"{name}.shuffle_buffer"))
+    return _counts(checks)
+
+
+def _counts(checks: list[tuple[object, str]]) -> str | None:
+    """The first (table, "dotted.name") whose last key is missing or not a count."""
+    for node, name in checks:
+        key = name.rsplit(".", 1)[-1]
+        if not isinstance(node, dict) or key not in node:
+            return f"'{name}' is missing"
+        if not _is_count(node[key]):
+            return f"'{name}' is {node[key]!r}, not a count >= 0"
+    return None
 
 
 def parse_trainer_state(state: dict, where: object) -> dict:
@@ -40,17 +74,7 @@ def parse_trainer_state(state: dict, where: object) -> dict:
         raise bad("not valid JSON") from None
     if not isinstance(parsed, dict):
         raise bad("not a JSON object")
-    for path, required in _COUNTS:
-        node = parsed
-        for key in path[:-1]:
-            node = node.get(key) if isinstance(node, dict) else None
-        name = ".".join(path)
-        if not isinstance(node, dict) or path[-1] not in node:
-            if required:
-                raise bad(f"'{name}' is missing")
-            continue
-        value = node[path[-1]]
-        # bool is an int in Python; a count never is one.
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise bad(f"'{name}' is {value!r}, not a count >= 0")
+    problem = _problem(parsed)
+    if problem is not None:
+        raise bad(problem)
     return parsed
