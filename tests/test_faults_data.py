@@ -225,3 +225,29 @@ def test_training_from_stored_entropies_says_so(tmp_path, capsys):
     np.save(stored, np.full(n, 1.0, dtype=np.float16))
     assert main([str(recipe), "--set", "training.steps=1"]) == 0
     assert f"patching from stored entropies {stored}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.98])
+def test_a_truncated_zst_is_named_as_truncated(tmp_path, capsys, keep):
+    import json
+
+    zstandard = pytest.importorskip("zstandard")  # an optional data extra: bltx[data]
+    text = "".join(json.dumps({"text": "document %d " % i * 30}) + "\n" for i in range(300)).encode()
+    packed = zstandard.ZstdCompressor().compress(text)
+    path = tmp_path / "docs.jsonl.zst"
+    path.write_bytes(packed[: int(len(packed) * keep)])
+    recipe = write_recipe(tmp_path, data={"paths": [str(path)], "cache_dir": str(tmp_path / "cache")})
+    assert main([str(recipe)]) == 2
+    line = one_line(capsys)  # was "is empty" or "not valid JSON" on the last line
+    assert "docs.jsonl.zst" in line and "truncated" in line
+
+
+def test_a_datasets_folder_without_state_json_is_named_so(tmp_path, capsys):
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "dataset_info.json").write_text("{}")
+    (folder / "data-00000-of-00001.arrow").write_bytes(b"\0" * 64)
+    recipe = write_recipe(tmp_path, data={"paths": [str(folder)], "cache_dir": str(tmp_path / "cache")})
+    assert main([str(recipe)]) == 2
+    line = one_line(capsys)  # was "not a readable Arrow file" about a shard
+    assert "datasets save_to_disk folder without its state.json" in line
