@@ -119,7 +119,7 @@ def index_of(cache):
     return folder
 
 
-@pytest.mark.parametrize("damage", ["garbled_meta", "truncated_rows", "rows_a_fifo"])
+@pytest.mark.parametrize("damage", ["garbled_meta", "meta_a_fifo", "truncated_rows", "rows_a_fifo"])
 def test_a_damaged_document_index_is_rebuilt_with_a_notice(tmp_path, capsys, damage):
     recipe, cache = jsonl_recipe(tmp_path)
     assert main([str(recipe), "--set", "training.steps=1"]) == 0
@@ -127,6 +127,9 @@ def test_a_damaged_document_index_is_rebuilt_with_a_notice(tmp_path, capsys, dam
     rows = (folder / "docs.bin").read_bytes()
     if damage == "garbled_meta":
         (folder / "meta.json").write_text('{"docs": "many"')
+    elif damage == "meta_a_fifo":
+        (folder / "meta.json").unlink()
+        os.mkfifo(folder / "meta.json")
     elif damage == "truncated_rows":
         os.truncate(folder / "docs.bin", 40)
     else:

@@ -94,12 +94,12 @@ def build_index(root: Path, path: Path, kind: str, text_field: str,
                 build: Callable[[IndexWriter], None]) -> Path:
     """The index folder of `path`, built by `build(writer)` unless a complete one exists."""
     final = index_folder(root, path, kind, text_field)
-    if (final / "meta.json").is_file() and index_problem(final) is None:
+    if final.is_dir() and index_problem(final) is None:
         return final
     with open(f"{final}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait
         try:
-            if (final / "meta.json").is_file():
+            if final.is_dir():  # complete (renamed into place), perhaps damaged since
                 problem = index_problem(final)
                 if problem is None:
                     return final
@@ -140,8 +140,11 @@ def _damaged(folder: Path, problem: str) -> DataError:
 
 def _meta_problem(folder: Path) -> tuple[dict | None, str | None]:
     """(meta, None) for a meta.json holding counts `docs` and `bytes`, else (None, why)."""
+    path = folder / "meta.json"
     try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read
+            return None, "its meta.json is not a regular file"
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None, "its meta.json is not JSON"
     counts = isinstance(meta, dict) and all(
