@@ -24,6 +24,12 @@ from bltx.registry import get_registry, load_plugins
 from bltx.schema import did_you_mean, to_dataclass, to_table
 from bltx.sections import Recipe
 
+# Limits checked at load, so that a recipe is one ConfigError line, never a RecursionError
+# from the include chain, tomllib, merging or validation: far above any real recipe (the
+# deepest bundled include chain is 2, the deepest value model.patcher.model.x is 4).
+MAX_INCLUDE_DEPTH = 16
+MAX_NESTING = 32
+
 
 def read_toml(path: Path) -> dict:
     if path.exists() and not path.is_file() and not path.is_dir():
@@ -38,9 +44,25 @@ def read_toml(path: Path) -> dict:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; recipes are TOML files") from None
     try:
-        return tomllib.loads(text)
+        table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply (at most {MAX_NESTING} levels)") from None
+    check_nesting(table, str(path))
+    return table
+
+
+def check_nesting(value: Any, where: str) -> None:
+    """ConfigError when tables or arrays nest deeper than MAX_NESTING (walked without
+    recursion, so the check itself cannot overflow the stack)."""
+    todo = [(value, 0)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > MAX_NESTING:
+            raise ConfigError(f"{where}: values nested more than {MAX_NESTING} levels deep; flatten the recipe")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        todo.extend((child, depth + 1) for child in children)
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -61,6 +83,9 @@ def load_raw(path: str | os.PathLike, _stack: tuple[Path, ...] = ()) -> dict:
     if path in _stack:
         chain = " -> ".join(p.name for p in (*_stack, path))
         raise ConfigError(f"include cycle: {chain}; remove one of the includes")
+    if len(_stack) >= MAX_INCLUDE_DEPTH:
+        raise ConfigError(f"{_stack[0].name}: includes nest more than {MAX_INCLUDE_DEPTH} files deep "
+                          f"(at {path.name}); include the fragments from fewer levels")
     table = read_toml(path)
     includes = table.pop("include", [])
     if isinstance(includes, str):
@@ -70,6 +95,10 @@ def load_raw(path: str | os.PathLike, _stack: tuple[Path, ...] = ()) -> dict:
     merged: dict = {}
     for inc in includes:
         inc_path = (path.parent / inc).resolve()
+        if inc_path.is_dir():
+            raise ConfigError(f"{path.name}: include '{inc}' is a folder ({inc_path}), not a TOML file; name a .toml file")
+        if inc_path.exists() and not inc_path.is_file():
+            raise ConfigError(f"{path.name}: include '{inc}' is not a regular file (a pipe, device or socket); name a .toml file")
         if not inc_path.is_file():
             raise ConfigError(
                 f"{path.name}: include '{inc}' not found (looked at {inc_path}); "
@@ -95,6 +124,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word: treat as a string
+    except RecursionError:
+        raise ConfigError(f"--set {key.strip()}=...: the value is nested too deeply (at most {MAX_NESTING} levels)") from None
+    check_nesting(value, f"--set {key.strip()}")
     return parts, value
 
 
@@ -113,17 +145,33 @@ def apply_overrides(table: dict, overrides: list[str]) -> dict:
     return out
 
 
-def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (), *,
+                saved: bool = False, plugins: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Load, merge, override and validate a recipe. Plugins named in job.plugins are imported
-    before validation so their components can be named in the recipe."""
+    before validation so their components can be named in the recipe.
+
+    `saved=True` is for a recipe bltx wrote into a run or checkpoint folder: such a folder
+    may come from anyone, and importing a module runs it, so its job.plugins are never
+    imported on their own: each must be among `plugins`, the modules the user named
+    (a tool's `--plugin`), or loading stops with one line saying which to pass."""
     raw = apply_overrides(load_raw(path), list(overrides))
-    return recipe_from_table(raw, source=str(Path(path).resolve()))
+    check_nesting(raw, "the recipe with its --set overrides")  # `--set a.b.c....` nests too
+    return recipe_from_table(raw, source=str(Path(path).resolve()), saved=saved, allowed=plugins)
 
 
-def recipe_from_table(raw: dict, source: str = "") -> Recipe:
+def recipe_from_table(raw: dict, source: str = "", *, saved: bool = False,
+                      allowed: list[str] | tuple[str, ...] = ()) -> Recipe:
     plugins = raw.get("job", {}).get("plugins", []) if isinstance(raw.get("job"), dict) else []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise ConfigError("job.plugins must be a list of module names, e.g. ['plugins.my_patcher']")
+    if saved:
+        unnamed = [p for p in plugins if p not in allowed]
+        if unnamed:
+            flags = " ".join(f"--plugin {p}" for p in unnamed)
+            raise ConfigError(
+                f"{source or 'the saved recipe'} lists job.plugins {unnamed}; bltx never imports "
+                f"plugins named by a saved recipe (importing runs code): if you trust them, pass {flags}"
+            )
     load_plugins(plugins)
     registered = get_registry("section")
     own = [f for f in Recipe.__dataclass_fields__ if Recipe.__dataclass_fields__[f].init]
@@ -193,10 +241,16 @@ def dumps_toml(table: dict, prefix: str = "") -> str:
     return "\n".join(out).strip("\n")
 
 
-def resolve_path(recipe: Recipe, path: str) -> Path:
+def resolve_path(recipe: Recipe, path: str, key: str = "") -> Path:
     """A path from a recipe: absolute, or relative to the current folder if it exists there,
-    else relative to the recipe file."""
+    else relative to the recipe file. With `key` (the recipe key naming it), a path found
+    in neither place is a ConfigError listing both places tried."""
     p = Path(os.path.expanduser(path))
     if p.is_absolute() or p.exists() or not recipe.source:
-        return p
-    return Path(recipe.source).parent / p
+        found = p
+    else:
+        found = Path(recipe.source).parent / p
+    if key and not found.exists():
+        tried = dict.fromkeys([p.absolute(), found.absolute()])
+        raise ConfigError(f"{key} {path!r} not found (looked at {' and '.join(map(str, tried))}); check the path")
+    return found

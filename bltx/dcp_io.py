@@ -17,8 +17,10 @@ DCP read in bltx goes through this module instead:
 
 from __future__ import annotations
 
+import errno
 import io
 import pickle
+import shutil
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -143,9 +145,56 @@ def save_failure(exc: BaseException, path: str | Path) -> BaseException:
     if isinstance(exc, KeyboardInterrupt) or any(isinstance(f[0], KeyboardInterrupt) for f in failures.values()):
         return KeyboardInterrupt()
     return CheckpointError(
-        f"cannot write checkpoint {path}: {describe(exc)}; free space or fix the folder and run "
-        f"again (the previous checkpoints are intact)"
+        f"cannot write checkpoint {path}: {write_failure_reason(exc, Path(path).parent)}; free space "
+        f"or fix the folder and run again (its partial files were removed; the previous "
+        f"checkpoints are intact)"
     )
+
+
+# What a short write looks like from torch.save: the zip writer checks its position, not
+# errno ("[enforce fail at inline_container.cc] . unexpected pos 4416 vs 4310").
+_SHORT_WRITE = ("unexpected pos", "No space left", "Disk quota exceeded", "File too large")
+
+
+def write_failure_reason(exc: BaseException, folder: Path) -> str:
+    """The reason of a failed write, named as the system's: a full disk says "no space left
+    on device" (with what is free), whether it surfaced as errno 28 or as torch's
+    position check; anything else is the error's informative line."""
+    errnos = {e.errno for e in _chain(exc) if isinstance(e, OSError)}
+    text = describe(exc)
+    if errnos & {errno.ENOSPC, errno.EDQUOT, errno.EFBIG} or any(s in str(exc) for s in _SHORT_WRITE):
+        free = _free_bytes(folder)
+        if errno.EDQUOT in errnos or "quota" in str(exc):
+            return "disk quota exceeded"
+        if errno.EFBIG in errnos or "File too large" in str(exc):
+            return "file too large for the filesystem or the process's file size limit"
+        where = f" ({free / 2**20:.1f} MiB free on its filesystem)" if free is not None else ""
+        return f"no space left on device{where}"
+    return text
+
+
+def _chain(exc: BaseException):
+    """exc, its causes and contexts, and the per-rank failures DCP wraps."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [e.__cause__, e.__context__]
+        if isinstance(e, CheckpointException):
+            todo += [f[0] if isinstance(f, tuple) else f for f in e.failures.values()]
+
+
+def _free_bytes(folder: Path) -> int | None:
+    for p in (folder, *folder.parents):
+        if p.exists():
+            try:
+                return shutil.disk_usage(p).free
+            except OSError:
+                return None
+    return None
 
 
 def describe(exc: BaseException) -> str:

@@ -51,6 +51,22 @@ def write_manifest(folder: Path, step: int) -> None:
         os.fsync(f.fileno())
 
 
+def irregular_entry(folder: Path) -> str | None:
+    """The first entry under `folder` that is neither a regular file nor a folder (a symlink,
+    FIFO, device or socket), described; None when there is none. Checked without following
+    links and before anything is opened: opening a FIFO blocks, a link reads elsewhere."""
+    stack = [folder]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+                    what = "a symbolic link" if entry.is_symlink() else "not a regular file (a pipe, device or socket)"
+                    return f"{Path(entry.path).relative_to(folder).as_posix()} is {what}"
+    return None
+
+
 def has_manifest(folder: Path) -> bool:
     return (folder / MANIFEST).exists()
 
@@ -76,8 +92,11 @@ def problem(folder: Path) -> str | None:
             return None
         manifest = json.loads(path.read_text(encoding="utf-8"))
         entries = {e["path"]: (int(e["size"]), str(e["sha256"])) for e in manifest["files"]}
-    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
         return f"its {MANIFEST} is unreadable"
+    # An empty or partial list would verify nothing: a save always lists its DCP index.
+    if ".metadata" not in entries:
+        return f"its {MANIFEST} does not list .metadata (an empty or forged file list)"
     for rel in entries:
         if rel.startswith("/") or ".." in Path(rel).parts:
             return f"its {MANIFEST} names a file outside the checkpoint ('{rel}')"

@@ -36,7 +36,9 @@ def expand_paths(patterns: list[str] | tuple[str, ...], base: Path | None = None
             matched = _match(pattern, base)
         if not matched:
             where = Path(os.path.expanduser(pattern))
-            shown = where if where.is_absolute() else (base or Path.cwd()) / where
+            # Every place tried, in the order tried: the working folder, then the recipe's.
+            tried = [where] if where.is_absolute() else [Path.cwd() / where] + ([base / where] if base is not None else [])
+            shown = " and ".join(str(p) for p in dict.fromkeys(tried))
             raise DataError(f"data.paths: nothing matches '{pattern}' (looked at {shown}); check the path")
         files.extend(matched)
     return files

@@ -16,6 +16,7 @@ from bltx.schema import component
 DEVICES = ("auto", "cpu", "cuda")
 # generate.max_bytes above this would size the KV caches past any sensible use.
 MAX_GENERATE_BYTES = 1 << 20
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -34,6 +35,10 @@ class JobConfig:
         index = self.device.partition("cuda:")[2]
         require(self.device in DEVICES or index.isdigit(), "job.device", self.device,
                 "must be one of auto, cpu, cuda, cuda:N")
+        # numpy's generators (the data order) take seeds in [0, 2**32).
+        between("job.seed", self.seed, 0, MAX_SEED)
+        # "" would write checkpoints and metrics into whatever folder the run starts in.
+        require(bool(self.dump_dir.strip()), "job.dump_dir", self.dump_dir, "must name a folder, e.g. runs/my_run")
 
 
 @dataclass
@@ -163,6 +168,13 @@ class ParallelismConfig:
     # With tp > 1: shard the activations between tensor-parallel blocks on the sequence
     # (for BLT: patch) axis, torchtitan's sequence parallel.
     sequence_parallel: bool = False
+
+    def __post_init__(self):
+        # At load, so a bad degree is named as such, not as a launch that does not fit it.
+        at_least("parallelism.tp", self.tp, 1, " (1: no tensor parallel)")
+        for name in ("dp_replicate", "dp_shard"):
+            value = getattr(self, name)
+            require(value >= 1 or value == -1, f"parallelism.{name}", value, "must be >= 1, or -1 to infer it")
 
 
 @dataclass

@@ -34,6 +34,8 @@ def warn(message: str) -> None:
 
 
 def step_dir_name(step: int) -> str:
+    if step < 0:  # a parsed trainer state never has one (bltx/train/trainer_state.py)
+        raise ValueError(f"step {step} < 0")
     return f"step_{step:08d}"
 
 
@@ -53,8 +55,13 @@ _legacy_noted: set[Path] = set()
 
 
 def checkpoint_problem(ckpt: Path, report: Callable[[str], None] = warn) -> str | None:
-    """Why checkpoint folder `ckpt` fails verification against its manifest, or None. A
-    legacy checkpoint (written before manifests) passes unverified, with a notice once."""
+    """Why checkpoint folder `ckpt` fails verification, or None. Every entry must be a
+    regular file or folder (a FIFO would hang the load, a link could lead out of the
+    folder), then the files must match the manifest. A legacy checkpoint (written before
+    manifests) passes with a notice once; resume still skips it if it does not load."""
+    odd = manifest.irregular_entry(ckpt)
+    if odd is not None:
+        return f"checkpoint {ckpt} failed verification: {odd}"
     if not manifest.has_manifest(ckpt):
         if ckpt not in _legacy_noted:
             _legacy_noted.add(ckpt)
@@ -145,11 +152,15 @@ def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise CheckpointError(f"cannot read state dict file {p}: {str(exc).splitlines()[0]}") from None
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "Weights only load failed" in reason:  # torch's advice (weights_only=False) is unsafe
+                reason = "not a torch.save file of plain tensors (bltx never unpickles other objects)"
+            raise CheckpointError(f"cannot read state dict file {p}: {reason}") from None
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
             state = state["model"]
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{p} does not hold a state dict")
+        if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+            raise CheckpointError(f"{p} does not hold a state dict (names -> tensors)")
+        require_finite(state, f"weights file {p}")
         return state
     ckpt = find_checkpoint(p)
     shapes = saved_tensor_shapes(ckpt)
@@ -157,4 +168,14 @@ def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint {ckpt} holds no model tensors")
     model = {k: torch.empty(size, dtype=dtype) for k, (size, dtype) in shapes.items()}
     load_state({"model": model}, ckpt)
+    require_finite(model, f"checkpoint {ckpt}")
     return model
+
+
+def require_finite(state: dict[str, torch.Tensor], where: object) -> None:
+    """CheckpointError (one line) if any floating tensor of `state` holds NaN/inf: weights
+    of a diverged run would make every output NaN (an entropy model: every byte a patch
+    boundary) without a word. Every loaded part goes through here."""
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"{where} holds non-finite weights (e.g. '{bad}'); use weights from before the run diverged")

@@ -131,7 +131,8 @@ def test_precompute_entropies_task_covers_every_source(corpora, tmp_path):
     small = [write_corpus(tmp_path / "a", paragraphs(0, 25), "jsonl.zst"),
              write_corpus(tmp_path / "b", paragraphs(25, 50), "arrow_stream", chunk=8)]
     sources = f'data.sources=[{{path="{small[0]}", weight=0.5}}, {{path="{small[1]}", weight=0.5}}]'
-    recipe = load_recipe(ROOT / "recipes" / "tiny_precomputed.toml", [
+    # recipes/tiny.toml with stored entropies (tiny_precomputed.toml needs the workflow's step 2)
+    recipe = load_recipe(ROOT / "recipes" / "tiny.toml", [
         sources, f"data.cache_dir={corpora['cache']}", f"data.entropies_path={tmp_path / 'ent.npy'}",
         "data.seq_len=64", "metrics.progress_bar=false"])
     assert get_registry("task").get("precompute_entropies")(recipe) == 0

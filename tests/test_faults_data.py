@@ -100,3 +100,157 @@ def test_cli_one_line_when_the_corpus_is_truncated_mid_run(tmp_path, capsys, mon
     assert main([str(recipe)]) == 2
     assert "corpus.txt changed during the run" in one_line(capsys)
     assert list((tmp_path / "run" / "checkpoints").glob("step_*/COMPLETE"))  # nothing saved is lost
+
+
+# ---- issue 25, item 6: indexes and stored entropies are read like data files ----------------
+
+
+def jsonl_recipe(tmp_path, **training):
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join('{"text": "%s"}\n' % ("document %d " % i * 20) for i in range(120)))
+    recipe = write_recipe(tmp_path, data={"paths": [str(corpus)], "cache_dir": str(tmp_path / "cache"),
+                                          "validation_fraction": 0.0},
+                          training={"steps": 4, **training}, checkpoint={"interval": 0})
+    return recipe, tmp_path / "cache"
+
+
+def index_of(cache):
+    (folder,) = [p for p in cache.iterdir() if p.is_dir()]
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["garbled_meta", "meta_a_fifo", "truncated_rows", "rows_a_fifo"])
+def test_a_damaged_document_index_is_rebuilt_with_a_notice(tmp_path, capsys, damage):
+    recipe, cache = jsonl_recipe(tmp_path)
+    assert main([str(recipe), "--set", "training.steps=1"]) == 0
+    folder = index_of(cache)
+    rows = (folder / "docs.bin").read_bytes()
+    if damage == "garbled_meta":
+        (folder / "meta.json").write_text('{"docs": "many"')
+    elif damage == "meta_a_fifo":
+        (folder / "meta.json").unlink()
+        os.mkfifo(folder / "meta.json")
+    elif damage == "truncated_rows":
+        os.truncate(folder / "docs.bin", 40)
+    else:
+        (folder / "docs.bin").unlink()
+        os.mkfifo(folder / "docs.bin")
+    capsys.readouterr()
+    assert main([str(recipe), "--set", "checkpoint.auto_resume=false", "--set", "training.steps=1"]) == 0
+    assert "rebuilding the index of" in capsys.readouterr().err
+    assert (index_of(cache) / "docs.bin").read_bytes() == rows
+
+
+def test_a_document_index_truncated_under_a_run_cannot_bus_error(tmp_path, monkeypatch):
+    from bltx.train.trainer import Trainer
+
+    recipe, cache = jsonl_recipe(tmp_path, steps=6)
+    real_step = Trainer.train_step
+
+    def step_then_truncate(self):
+        out = real_step(self)
+        if self.step == 2:
+            os.truncate(index_of(cache) / "docs.bin", 8)
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_truncate)
+    # Memory-mapped, the next row read past the new end was SIGBUS (exit 135); read into
+    # memory at open, the run goes on with the index it checked.
+    assert main([str(recipe)]) == 0
+
+
+def entropies_recipe(tmp_path):
+    from bltx.data import IdStream, open_sources
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_bytes(b"abc defg hij " * 200)
+    n = len(IdStream(open_sources([str(corpus)])))
+    stored = tmp_path / "c.npy"
+    recipe = write_recipe(tmp_path, data={"paths": [str(corpus)], "entropies_path": str(stored)},
+                          training={"steps": 4}, checkpoint={"interval": 0})
+    return recipe, stored, n
+
+
+@pytest.mark.parametrize("kind,expected", [
+    ("random", "is not a .npy array file"),
+    ("object", "holds a object array"),
+    ("float32", "holds a float32 array"),
+    ("2d", "not a 1-D float16 array"),
+    ("truncated", "(truncated or extended)"),
+    ("folder", "is not a regular file"),
+])
+def test_a_bad_entropies_file_is_one_line(tmp_path, capsys, kind, expected):
+    import numpy as np
+
+    recipe, stored, n = entropies_recipe(tmp_path)
+    if kind == "random":
+        stored.write_bytes(os.urandom(2 * n + 128))
+    elif kind == "object":
+        np.save(stored, np.array([{"x": 1}] * n, dtype=object), allow_pickle=True)
+    elif kind == "float32":
+        np.save(stored, np.zeros(n, dtype=np.float32))
+    elif kind == "2d":
+        np.save(stored, np.zeros((n, 1), dtype=np.float16))
+    elif kind == "truncated":
+        np.save(stored, np.zeros(n, dtype=np.float16))
+        os.truncate(stored, stored.stat().st_size - 10)
+    else:
+        stored.mkdir()
+    assert main([str(recipe)]) == 2
+    line = one_line(capsys)
+    assert f"data.entropies_path {stored}" in line and expected in line
+
+
+def test_entropies_truncated_under_a_run_are_one_line(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from bltx.train.trainer import Trainer
+
+    recipe, stored, n = entropies_recipe(tmp_path)
+    np.save(stored, np.full(n, 9.0, dtype=np.float16))
+    real_step = Trainer.train_step
+
+    def step_then_truncate(self):
+        out = real_step(self)
+        if self.step == 1:
+            os.truncate(stored, 200)
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_truncate)
+    assert main([str(recipe), "--set", "training.steps=40"]) == 2
+    assert "c.npy changed during the run" in one_line(capsys)
+
+
+def test_training_from_stored_entropies_says_so(tmp_path, capsys):
+    import numpy as np
+
+    recipe, stored, n = entropies_recipe(tmp_path)
+    np.save(stored, np.full(n, 1.0, dtype=np.float16))
+    assert main([str(recipe), "--set", "training.steps=1"]) == 0
+    assert f"patching from stored entropies {stored}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.98])
+def test_a_truncated_zst_is_named_as_truncated(tmp_path, capsys, keep):
+    import json
+
+    zstandard = pytest.importorskip("zstandard")  # an optional data extra: bltx[data]
+    text = "".join(json.dumps({"text": "document %d " % i * 30}) + "\n" for i in range(300)).encode()
+    packed = zstandard.ZstdCompressor().compress(text)
+    path = tmp_path / "docs.jsonl.zst"
+    path.write_bytes(packed[: int(len(packed) * keep)])
+    recipe = write_recipe(tmp_path, data={"paths": [str(path)], "cache_dir": str(tmp_path / "cache")})
+    assert main([str(recipe)]) == 2
+    line = one_line(capsys)  # was "is empty" or "not valid JSON" on the last line
+    assert "docs.jsonl.zst" in line and "truncated" in line
+
+
+def test_a_datasets_folder_without_state_json_is_named_so(tmp_path, capsys):
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "dataset_info.json").write_text("{}")
+    (folder / "data-00000-of-00001.arrow").write_bytes(b"\0" * 64)
+    recipe = write_recipe(tmp_path, data={"paths": [str(folder)], "cache_dir": str(tmp_path / "cache")})
+    assert main([str(recipe)]) == 2
+    line = one_line(capsys)  # was "not a readable Arrow file" about a shard
+    assert "datasets save_to_disk folder without its state.json" in line

@@ -79,14 +79,25 @@ def test_resolve_degrees(cfg, world, expected):
 @pytest.mark.parametrize("cfg, world, match", [
     ((1, 3, 1), 2, r"dp_replicate \(1\) x dp_shard \(3\) x tp \(1\) = 3, but the world size is 2"),
     ((1, -1, 3), 4, r"tp \(3\) = 3 does not divide the world size 4"),
-    ((1, 0, 1), 2, "dp_shard = 0"),
-    ((1, 1, 0), 2, "tp = 0"),
     ((-1, -1, 1), 2, "only one of"),
-    ((1, 1, -1), 2, "tp cannot be inferred"),
 ])
 def test_degree_errors_are_one_line(cfg, world, match):
     with pytest.raises(ConfigError, match=match) as exc:
         resolve_degrees(ParallelismConfig(*cfg), world)
+    one_line(exc)
+
+
+@pytest.mark.parametrize("cfg, match", [
+    ((1, 0, 1), r"parallelism.dp_shard = 0: must be >= 1, or -1"),
+    ((1, 1, 0), r"parallelism.tp = 0: must be >= 1"),
+    ((1, 1, -1), r"parallelism.tp = -1: must be >= 1"),
+])
+def test_bad_degrees_are_one_line_when_the_recipe_loads(cfg, match):
+    # Named as bad degrees at load, not later as a launch that does not fit them (issue 25).
+    from bltx.schema import to_dataclass
+
+    with pytest.raises(ConfigError, match=match) as exc:
+        to_dataclass(ParallelismConfig, dict(zip(("dp_replicate", "dp_shard", "tp"), cfg)))
     one_line(exc)
 
 

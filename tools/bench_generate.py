@@ -153,7 +153,8 @@ def measure_demo(dump_dir: Path, k: int, greedy, n: int) -> dict:
     if not dump_dir.exists():
         return {}
     saved = dump_dir / "recipe.toml"  # the run's own resolved recipe, else the demo's
-    recipe = load_recipe(saved if saved.exists() else "recipes/tiny.toml", [f"job.dump_dir={dump_dir}"])
+    recipe = load_recipe(saved if saved.exists() else "recipes/tiny.toml", [f"job.dump_dir={dump_dir}"],
+                         saved=saved.exists())  # a run folder's recipe imports no plugins
     model = load_trained_model(recipe, checkpoint_for(recipe, "", "generate"), torch.device("cpu")).eval()
     ids = encode(PROMPT, bos=True)
     generate(model, [ids], 8, sampling=greedy)

@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     except BltxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, ValueError) as exc:  # transformers' reading of a damaged HF folder
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: cannot convert {args.src}: {reason}", file=sys.stderr)
+        return 2
     print(f"wrote {out}")
     return 0
 

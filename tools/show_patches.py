@@ -30,25 +30,26 @@ import torch  # noqa: E402
 from bltx.errors import BltxError, ConfigError  # noqa: E402
 
 
-def load_model(recipe_path: str | None, checkpoint: str | None, overrides: list[str]):
+def load_model(recipe_path: str | None, checkpoint: str | None, overrides: list[str],
+               plugins: list[str] = ()):
     import bltx
     from bltx.config import load_recipe
 
     ckpt = None
+    saved = False
     if checkpoint:
         from bltx.train.checkpoint import find_checkpoint
 
         ckpt = find_checkpoint(Path(checkpoint))
         if recipe_path is None:
-            saved = ckpt / "recipe.toml" if ckpt.is_dir() else None
-            if saved is None or not saved.is_file():
+            beside = ckpt / "recipe.toml" if ckpt.is_dir() else None
+            if beside is None or not beside.is_file():
                 raise ConfigError(f"no recipe.toml beside {ckpt}; pass --recipe")
-            recipe_path = str(saved)
+            recipe_path, saved = str(beside), True
     if recipe_path is None:
         raise ConfigError("give --recipe, --checkpoint or both")
-    recipe = load_recipe(recipe_path, overrides)
-    for module in recipe.job.plugins:
-        __import__(module)
+    # A checkpoint's own recipe imports only the plugins named with --plugin (bltx/config.py).
+    recipe = load_recipe(recipe_path, overrides, saved=saved, plugins=plugins)
     if ckpt is not None:
         from bltx.train.trained import load_trained_model
 
@@ -141,11 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--text", required=True)
     ap.add_argument("--out", default="patches.png")
     ap.add_argument("--set", action="append", default=[], dest="overrides")
+    ap.add_argument("--plugin", action="append", default=[], dest="plugins", metavar="MODULE",
+                    help="a plugin module the checkpoint's saved recipe needs (never imported unasked)")
     args = ap.parse_args(argv)
     try:
         if not args.text:
             raise ConfigError("--text is empty")
-        model, _ = load_model(args.recipe, args.checkpoint, args.overrides)
+        model, _ = load_model(args.recipe, args.checkpoint, args.overrides, args.plugins)
         info = analyse(model, args.text)
         patches = split_patches(info)
         print(" | ".join(p.decode("utf-8", errors="replace").replace("\n", "\\n") for p in patches))
@@ -154,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}")
     except BltxError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an --out that cannot be written, a file that vanished
+        from bltx.run import os_error_text
+
+        print(f"error: {os_error_text(exc)}; fix that and run again", file=sys.stderr)
         return 2
     return 0
 

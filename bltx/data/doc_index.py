@@ -10,7 +10,11 @@ Indexes live under `data.cache_dir` (default `~/.cache/bltx/data`) in a folder n
 file's path, size, mtime, format and text field: a changed file gets a fresh index. A folder
 is built under a temporary name and renamed when complete, under an exclusive lock, so
 several processes (one per rank) share the work and never read a half-written index.
-Open indexes are memory-mapped; at most `MAX_OPEN_INDEXES` at once (each holds a descriptor).
+Indexes are read, not memory-mapped (a file truncated under a mapping is a SIGBUS that
+kills the run): `docs.bin` is checked to be a regular file of exactly `docs` rows and read
+into memory (32 bytes per document), at most `MAX_OPEN_INDEXES` at once. A damaged index
+(garbled `meta.json`, a `docs.bin` of the wrong size) found before a run is rebuilt, with
+a notice; one that changes during a run is one DataError line.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import hashlib
 import json
 import os
 import shutil
+import stat
+import sys
 import threading
 from array import array
 from collections import OrderedDict
@@ -88,13 +94,17 @@ def build_index(root: Path, path: Path, kind: str, text_field: str,
                 build: Callable[[IndexWriter], None]) -> Path:
     """The index folder of `path`, built by `build(writer)` unless a complete one exists."""
     final = index_folder(root, path, kind, text_field)
-    if (final / "meta.json").is_file():
+    if final.is_dir() and index_problem(final) is None:
         return final
     with open(f"{final}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait
         try:
-            if (final / "meta.json").is_file():
-                return final
+            if final.is_dir():  # complete (renamed into place), perhaps damaged since
+                problem = index_problem(final)
+                if problem is None:
+                    return final
+                print(f"warning: rebuilding the index of {path}: {problem}", file=sys.stderr, flush=True)
+                shutil.rmtree(final, ignore_errors=True)
             tmp = Path(f"{final}.tmp{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
@@ -115,13 +125,73 @@ class DocIndex:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.meta = json.loads((folder / "meta.json").read_text())
+        self.meta = read_meta(folder)
         self.docs = int(self.meta["docs"])
         self.bytes = int(self.meta["bytes"])
 
     @property
     def rows(self) -> np.ndarray:
         return _open_rows.get(self)
+
+
+def _damaged(folder: Path, problem: str) -> DataError:
+    return DataError(f"document index {folder} is damaged ({problem}); delete that folder and run again (it is rebuilt)")
+
+
+def _meta_problem(folder: Path) -> tuple[dict | None, str | None]:
+    """(meta, None) for a meta.json holding counts `docs` and `bytes`, else (None, why)."""
+    path = folder / "meta.json"
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read
+            return None, "its meta.json is not a regular file"
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, "its meta.json is not JSON"
+    counts = isinstance(meta, dict) and all(
+        isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool) and meta[k] >= 0 for k in ("docs", "bytes"))
+    return (meta, None) if counts else (None, "its meta.json lacks the document and byte counts")
+
+
+def _rows_problem(folder: Path, docs: int) -> str | None:
+    """Why docs.bin is not a regular file of exactly `docs` rows, or None."""
+    try:
+        st = os.stat(folder / "docs.bin")
+    except OSError as exc:
+        return f"docs.bin cannot be read: {exc.strerror}"
+    if not stat.S_ISREG(st.st_mode):
+        return "docs.bin is not a regular file"
+    if st.st_size != docs * COLUMNS * 8:
+        return f"docs.bin has {st.st_size} bytes, {docs * COLUMNS * 8} expected"
+    return None
+
+
+def index_problem(folder: Path) -> str | None:
+    """What is wrong with a built index folder, or None."""
+    meta, problem = _meta_problem(folder)
+    return problem if meta is None else (_rows_problem(folder, meta["docs"]) if meta["docs"] else None)
+
+
+def read_meta(folder: Path) -> dict:
+    meta, problem = _meta_problem(folder)
+    if meta is None:
+        raise _damaged(folder, problem)
+    return meta
+
+
+def read_rows(folder: Path, docs: int) -> np.ndarray:
+    """`docs.bin` as a [docs, COLUMNS] int64 array, read (not mapped) after checking."""
+    problem = _rows_problem(folder, docs)
+    if problem is None:
+        try:
+            with open(folder / "docs.bin", "rb") as f:
+                data = f.read(docs * COLUMNS * 8 + 1)
+        except OSError as exc:
+            data, problem = b"", f"docs.bin cannot be read: {exc.strerror}"
+        if problem is None and len(data) != docs * COLUMNS * 8:  # changed since the check
+            problem = f"docs.bin has {len(data)} bytes, {docs * COLUMNS * 8} expected"
+    if problem is not None:
+        raise _damaged(folder, problem)
+    return np.frombuffer(data, dtype=np.int64).reshape(docs, COLUMNS)
 
 
 class LayoutEnds:
@@ -154,10 +224,7 @@ class _OpenRows:
             if index.docs == 0:
                 rows = np.zeros((0, COLUMNS), dtype=np.int64)
             else:
-                try:
-                    rows = np.memmap(index.folder / "docs.bin", dtype=np.int64, mode="r", shape=(index.docs, COLUMNS))
-                except (OSError, ValueError) as exc:
-                    raise DataError(f"document index {index.folder} is damaged ({exc}); delete it and run again") from None
+                rows = read_rows(index.folder, index.docs)
             self.maps[index.folder] = rows
             while len(self.maps) > self.limit:
                 self.maps.popitem(last=False)

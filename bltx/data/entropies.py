@@ -5,17 +5,25 @@ The file is a `.npy` array of float16, one value per position of the id stream o
 p belongs to the id at stream position p. A JSON sidecar (`<file>.json`) records the stream
 length and the files it was computed from, so stale entropies fail loudly instead of
 silently misaligning.
+
+The file is read like a data file, not memory-mapped: its `.npy` header is checked (a
+1-D float16 array, the file exactly as long as the header says) and each window's values
+are read with `os.pread` through bltx/data/sources.py, which checks size and mtime on every
+read. A file truncated under a run is then one DataError line, never a SIGBUS.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from bltx.data.sources import DiskFile, open_bytes
 from bltx.data.stream import IdStream
 from bltx.errors import DataError
 
@@ -38,22 +46,69 @@ def producer_of(patcher_table: dict | None) -> dict:
     return {"model": table.get("model"), "checkpoint": ckpt, "checkpoint_bytes": size}
 
 
-def open_entropies(path: Path, stream: IdStream, producer: dict | None = None) -> np.ndarray:
-    """Memory-map the entropies for `stream`; DataError when missing or stale."""
-    if not path.is_file():
-        raise DataError(
-            f"data.entropies_path {path} not found; compute it first with "
-            f"`python -m bltx.run RECIPE --set job.task=precompute_entropies`"
-        )
-    arr = np.load(path, mmap_mode="r")
-    if arr.ndim != 1 or arr.shape[0] != len(stream):
+class StoredEntropies:
+    """The values of an entropies file, read on demand: `values[a:b]` -> float16 array."""
+
+    def __init__(self, file: DiskFile, offset: int, length: int):
+        self.file = file
+        self.offset = offset
+        self.shape = (length,)
+        self.ndim = 1
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, window: slice) -> np.ndarray:
+        lo, hi, _ = window.indices(len(self))
+        hi = max(lo, hi)
+        return self.file.read(self.offset + 2 * lo, self.offset + 2 * hi).view(np.float16)
+
+
+def read_entropies_file(path: Path) -> StoredEntropies:
+    """Open a stored entropies file after checking that it is one (DataError otherwise)."""
+    def bad(problem: str) -> DataError:
+        return DataError(f"data.entropies_path {path} {problem}; recompute it with "
+                         f"`python -m bltx.run RECIPE --set job.task=precompute_entropies`")
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise bad("not found") from None
+    except OSError as exc:
+        raise bad(f"cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise bad("is not a regular file (a folder, pipe, device or socket)")
+    try:
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError):
+        raise bad("is not a .npy array file") from None
+    if dtype.hasobject or dtype != np.dtype("<f2") or fortran or len(shape) != 1:
+        raise bad(f"holds a {dtype} array of shape {list(shape)}, not a 1-D float16 array")
+    if st.st_size != offset + 2 * shape[0]:
+        raise bad(f"has {st.st_size} bytes, its header says {offset + 2 * shape[0]} (truncated or extended)")
+    return StoredEntropies(open_bytes(path), offset, shape[0])
+
+
+def open_entropies(path: Path, stream: IdStream, producer: dict | None = None) -> StoredEntropies:
+    """The entropies for `stream`, checked; DataError when missing, damaged or stale."""
+    arr = read_entropies_file(path)
+    if arr.shape[0] != len(stream):
         raise DataError(
             f"{path} holds {arr.shape[0] if arr.ndim == 1 else arr.shape} entropies but the data "
             f"stream has {len(stream)} positions; recompute it for these data.paths"
         )
     meta_path = Path(f"{path}.json")
     if meta_path.is_file():
-        saved = json.loads(meta_path.read_text())
+        try:
+            saved = json.loads(meta_path.read_text(encoding="utf-8"))
+            if not isinstance(saved, dict):
+                raise ValueError
+        except (OSError, ValueError):
+            raise DataError(f"{meta_path} is damaged (not a JSON object); recompute {path}") from None
         now = fingerprint(stream, producer)
         if {k: v for k, v in saved.items() if k != "producer"} != {k: v for k, v in now.items() if k != "producer"}:
             raise DataError(f"{path} was computed for other data files; recompute it for these data.paths")

@@ -162,6 +162,9 @@ def datasets_folder(path: Path) -> list[Path]:
         path = path / "train"
     state = path / "state.json"
     if not state.is_file():
+        if (path / "dataset_info.json").is_file():  # save_to_disk writes both: one is lost
+            raise DataError(f"{path} is a datasets save_to_disk folder without its state.json (which lists "
+                            f"its Arrow files in order); restore it, or name the .arrow files in data.paths")
         return []
     try:
         names = [f["filename"] for f in json.loads(state.read_text())["_data_files"]]

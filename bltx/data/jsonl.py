@@ -37,9 +37,46 @@ def _open_text_stream(path: Path):
             import zstandard
         except ImportError:
             raise DataError(f"data file {path} is zstd-compressed; install zstandard (pip install 'bltx[data]')") from None
-        raw = open(path, "rb")
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+        return io.BufferedReader(_CheckedZstd(open(path, "rb"), zstandard))
     return open(path, "rb")
+
+
+class _CheckedZstd(io.RawIOBase):
+    """The frames of a zstd file decoded one after another. zstandard's stream reader ends
+    quietly when the file ends inside a frame, so a truncated `.zst` read as "empty" or as
+    a broken last line; here it is an EOFError, which the index build reports as damage."""
+
+    def __init__(self, raw, zstandard):
+        self.raw = raw
+        self.new = zstandard.ZstdDecompressor().decompressobj
+        self.frame = None  # the frame being decoded; None before the first byte
+        self.out, self.pos = b"", 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self.pos == len(self.out):
+            chunk = self.raw.read(1 << 16)
+            if not chunk:
+                if self.frame is not None and not self.frame.eof:
+                    raise EOFError("the file ends inside a zstd frame (truncated)")
+                return 0
+            decoded = []
+            while chunk:
+                if self.frame is None or self.frame.eof:  # concatenated frames
+                    self.frame = self.new()
+                decoded.append(self.frame.decompress(chunk))
+                chunk = self.frame.unused_data if self.frame.eof else b""
+            self.out, self.pos = b"".join(decoded), 0
+        n = min(len(buffer), len(self.out) - self.pos)
+        buffer[:n] = self.out[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
 
 
 def text_of(line: bytes, field: str, path: Path, lineno: int) -> str:

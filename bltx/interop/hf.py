@@ -190,7 +190,16 @@ def load_bltx_dir(path: str | Path):
         raise CheckpointError(f"{d / RECIPE_FILE} has no [model] table")
     with torch.device("meta"):
         model = build("model", table, where="model")
-    state = torch.load(d / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    from bltx.weights import load_model_state
+
+    state = load_model_state(d / WEIGHTS_FILE)  # one line for garbage, non-tensors or NaN/inf
+    if not state:
+        raise CheckpointError(f"{d / WEIGHTS_FILE} holds no tensors")
+    own = model.state_dict()
+    wrong = next((k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)), None)
+    if wrong is not None:
+        raise CheckpointError(f"{d / WEIGHTS_FILE} does not fit {RECIPE_FILE}: '{wrong}' is "
+                              f"{list(state[wrong].shape)} there, {list(own[wrong].shape)} in the model")
     model.to_empty(device="cpu")
     model.to(next(iter(state.values())).dtype)
     missing, unexpected = model.load_state_dict(state, strict=False)

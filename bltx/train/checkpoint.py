@@ -60,6 +60,7 @@ from bltx.errors import CheckpointError
 from bltx.train.rng_state import load_rng, save_rng
 from bltx.weights import (  # noqa: F401  (re-exported: the trainer's checkpoint API)
     MARKER,
+    checkpoint_problem,
     complete_checkpoints,
     find_checkpoint,
     latest_checkpoint,
@@ -148,19 +149,23 @@ class CheckpointManager:
         try:
             with quiet_dcp():
                 dcp.save(state, checkpoint_id=str(tmp))
-        except CheckpointException as exc:  # a BaseException: disk full, or a rank interrupted
+            save_rng(tmp / f"rng_rank{self.rank}.pt")
+            self.barrier()
+            if self.rank == 0:
+                if recipe_toml:
+                    (tmp / "recipe.toml").write_text(recipe_toml + "\n", encoding="utf-8")
+                meta = {"step": step, "time": time.time(), "has_optimizer": optimizer is not None,
+                        "finite": bool(finite)}
+                (tmp / META).write_text(json.dumps(meta) + "\n")
+                manifest.write_manifest(tmp, step)  # every rank's files are in by the barrier
+                _write_synced(tmp / MARKER, f"{step}\n")
+                self._install(tmp, final)
+        # CheckpointException is a BaseException (disk full, or a rank interrupted); torch.save
+        # reports a short write as a RuntimeError. The partial folder goes at once: left on a
+        # full disk it would keep the disk full for the resume.
+        except (CheckpointException, OSError, RuntimeError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
             raise save_failure(exc, final) from None
-        save_rng(tmp / f"rng_rank{self.rank}.pt")
-        self.barrier()
-        if self.rank == 0:
-            if recipe_toml:
-                (tmp / "recipe.toml").write_text(recipe_toml + "\n", encoding="utf-8")
-            meta = {"step": step, "time": time.time(), "has_optimizer": optimizer is not None,
-                    "finite": bool(finite)}
-            (tmp / META).write_text(json.dumps(meta) + "\n")
-            manifest.write_manifest(tmp, step)  # every rank's files are in by the barrier
-            _write_synced(tmp / MARKER, f"{step}\n")
-            self._install(tmp, final)
         if final in self.saved:
             self.saved.remove(final)
         self.saved.append(final)
@@ -199,6 +204,41 @@ class CheckpointManager:
         for child in self.folder.iterdir():
             if child.name.startswith(".tmp_") or child.name.startswith(".old_"):
                 shutil.rmtree(child, ignore_errors=True)
+
+    def load_newest(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, trainer_state: dict,
+                    accept: Callable[[dict, Path], object] = lambda state, path: None) -> tuple[Path, dict] | None:
+        """Resume: load the newest checkpoint that passes every check (verification, with or
+        without a manifest; `"finite"`; the load itself; `accept(trainer_state, path)`),
+        warning once for each newer one skipped. None when the folder holds no complete
+        checkpoint; CheckpointError when none passes.
+
+        Trying the load is the last check because only it reads every byte a legacy
+        checkpoint (no manifest) holds; a failed attempt leaves nothing behind, since the
+        next one overwrites every tensor of the model and optimizer. Every rank reads the
+        same files and takes the same decision."""
+        found = complete_checkpoints(self.folder)
+        failures: list[str] = []
+        for _, ckpt in reversed(found):
+            try:
+                reason = checkpoint_problem(ckpt, self.log)
+                if reason is not None:
+                    raise CheckpointError(reason)
+                if not _is_finite(ckpt):
+                    raise CheckpointError(f"checkpoint {ckpt} holds non-finite weights or optimizer state")
+                state = self.load(ckpt, model, optimizer, trainer_state)
+                accept(state, ckpt)
+            except CheckpointError as exc:
+                failures.append(str(exc))
+                continue
+            for text in failures:
+                self.log(f"{text}; falling back to {ckpt.name}")
+            return ckpt, state
+        if failures:
+            raise CheckpointError(
+                f"none of the {len(found)} checkpoints in {self.folder} can be resumed (newest: "
+                f"{failures[0]}); move them away or use a fresh job.dump_dir"
+            )
+        return None
 
     def latest(self) -> Path | None:
         """The newest checkpoint that passes verification (see module docstring); None when

@@ -100,7 +100,24 @@ class MetricLogger:
             except ImportError:  # tensorboard is a dependency, but do not die without it
                 print("warning: tensorboard not installed; scalars go to metrics.jsonl only", file=sys.stderr)
             else:
-                self.writer = SummaryWriter(str(dump_dir / "tb"))
+                self._tensorboard(lambda: setattr(self, "writer", SummaryWriter(str(dump_dir / "tb"))))
+
+    def _tensorboard(self, call) -> None:
+        """Run a TensorBoard call; if it fails (a full disk, a vanished folder) say so in one
+        line and go on without TensorBoard: scalars still reach metrics.jsonl, and a failed
+        event file must not turn a save error or a resume into a traceback."""
+        try:
+            call()
+        except Exception as exc:  # tensorboard re-raises its writer thread's errors here
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+            print(f"warning: TensorBoard disabled for this run: {reason}; scalars go to metrics.jsonl only",
+                  file=sys.stderr, flush=True)
+            writer, self.writer = self.writer, None
+            if writer is not None:
+                try:
+                    writer.close()
+                except Exception:
+                    pass
 
     def log(self, step: int, scalars: dict[str, float], split: str = "train", console: bool = True) -> None:
         if not self.enabled:
@@ -110,9 +127,8 @@ class MetricLogger:
             prefix = "" if split == "train" else f"[{split}] "
             print(prefix + format_line(step, self.total, scalars), flush=True)
         if self.writer is not None:
-            for key, value in scalars.items():
-                if value is not None:
-                    self.writer.add_scalar(f"{split}/{key}", value, step)
+            self._tensorboard(lambda: [self.writer.add_scalar(f"{split}/{key}", value, step)
+                                       for key, value in scalars.items() if value is not None])
         self.jsonl.write(json.dumps({"split": split, "step": step, **scalars}) + "\n")
         self.jsonl.flush()
 
@@ -136,6 +152,6 @@ class MetricLogger:
             return
         self.bar.close()
         if self.writer is not None:
-            self.writer.close()
+            self._tensorboard(self.writer.close)
         if self.jsonl is not None:
             self.jsonl.close()

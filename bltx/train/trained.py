@@ -11,15 +11,15 @@ import bltx
 from bltx.config import resolve_path
 from bltx.errors import CheckpointError
 from bltx.sections import Recipe
-from bltx.train.checkpoint import check_compatible, find_checkpoint, load_model_state
+from bltx.train.checkpoint import check_compatible, find_checkpoint, load_model_state, read_meta
 
 
 def checkpoint_for(recipe: Recipe, explicit: str, task: str) -> Path:
     """The checkpoint a task reads: `explicit` (e.g. eval.checkpoint), else
     `checkpoint.load_path`, else the newest one in `job.dump_dir`."""
-    for value in (explicit, recipe.checkpoint.load_path):
+    for value, key in ((explicit, f"{task}.checkpoint"), (recipe.checkpoint.load_path, "checkpoint.load_path")):
         if value:
-            return find_checkpoint(resolve_path(recipe, value))
+            return find_checkpoint(resolve_path(recipe, value, key))
     try:
         return find_checkpoint(recipe.job.dump_dir)
     except CheckpointError:
@@ -39,14 +39,14 @@ def load_trained_model(recipe: Recipe, ckpt: Path, device: torch.device) -> torc
         model = bltx.build_model(recipe)
     if ckpt.is_dir():
         check_compatible(ckpt, model.state_dict())
-    state = load_model_state(ckpt)
+        if read_meta(ckpt).get("finite", True) is not True:  # weights or Adam moments went NaN/inf
+            raise CheckpointError(f"checkpoint {ckpt} holds non-finite weights or optimizer state "
+                                  f"(meta.json \"finite\": false); use an earlier checkpoint")
+    state = load_model_state(ckpt)  # refuses NaN/inf weights (bltx/weights.py require_finite)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(
             f"checkpoint {ckpt} does not fit the model: missing {sorted(missing)[:3]}, "
             f"unexpected {sorted(unexpected)[:3]}"
         )
-    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
-    if bad is not None:  # a diverged run: every output would be NaN
-        raise CheckpointError(f"checkpoint {ckpt} holds non-finite weights (e.g. '{bad}'); use an earlier checkpoint")
     return model.eval()

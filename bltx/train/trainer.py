@@ -2,8 +2,8 @@
 checkpoints and clean stops on SIGTERM/SIGINT.
 
     trainer = Trainer(recipe)      # builds data, model, optimizer; resumes if it can
-    trainer.fit()                  # 0 when done or stopped by a signal (after saving);
-                                   # EXIT_NONFINITE when a step diverged
+    trainer.fit()                  # 0 when done or stopped by SIGTERM (after saving), 130
+                                   # after a SIGINT's save; EXIT_NONFINITE when a step diverged
 
 One optimizer step = `training.grad_accum` micro-batches of `data.batch_size` windows per
 data-parallel rank; the global batch is `batch_size x dp` windows whatever the layout, and
@@ -13,9 +13,9 @@ included (a 1-rank world), so the code that trains on one CPU is the code that t
 a mesh.
 
 Host syncs: one per step (the global gradient norm, read before the update so a NaN/inf
-step is never applied; it is the same value on every rank, so no extra collective) and
-one all-reduce per log step that carries the window's loss, bytes, patches and the stop
-flag together.
+step is never applied; it is the same value on every rank, so no extra collective), then,
+on more than one rank, a one-scalar all-reduce of the stop flag (`_stop_agreed`), and one
+all-reduce per log step that carries the window's loss, bytes and patches.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from bltx.parallel import World, build_training_model, clip_grad_norm_
 from bltx.precision import resolve_dtype
 from bltx.sections import Recipe
 from bltx.train.checkpoint import CheckpointManager
+from bltx.train.finite import local_state_finite
+from bltx.train.trainer_state import parse_trainer_state
 from bltx.train.metrics import MetricLogger
 from bltx.train.optim import build_optimizer
 from bltx.train.resume_check import check_resume
@@ -45,6 +47,9 @@ from bltx.train.schedule import build_scheduler
 
 # Exit code of a run stopped by a non-finite loss or gradient (training.on_nonfinite = "stop").
 EXIT_NONFINITE = 3
+# Exit code after a SIGINT's save: the shell's 128 + SIGINT, so a scheduler or script tells an
+# interrupted run from a finished one. SIGTERM (preemption) stays 0 once its save is done.
+EXIT_INTERRUPTED = 130
 
 
 class NonFiniteStep(BltxError):
@@ -91,6 +96,9 @@ class Trainer:
             log=self.logger.message,
         )
         self.logger.message(f"precision: {self.dtype} ({dtype_reason})")
+        if recipe.data.entropies_path:  # checked against the data when the data was built
+            self.logger.message(f"patching from stored entropies {recipe.data.entropies_path} "
+                                f"(the patcher's entropy model does not run in training)")
         if self.world.distributed:
             self.logger.message(f"layout: {self.world.degrees.describe()} on {self.world.world_size} ranks")
         if self.world.is_main:
@@ -110,8 +118,8 @@ class Trainer:
             "sampler": self.train_batches.state_dict(),
         })}
 
-    def load_trainer_state(self, state: dict) -> None:
-        s = json.loads(state["json"])
+    def load_trainer_state(self, state: dict, where: object = "") -> None:
+        s = parse_trainer_state(state, where)
         self.step = int(s["step"])
         self.set_schedule_position(int(s["scheduler"]["last_epoch"]))
         self.train_batches.load_state_dict(s["sampler"])
@@ -129,32 +137,48 @@ class Trainer:
     def _maybe_resume(self) -> Path | None:
         """Newest checkpoint of this run's dump folder, else `checkpoint.load_path`."""
         cfg = self.recipe.checkpoint
-        path = self.checkpoints.latest() if cfg.auto_resume and cfg.enable else None
-        if path is None and cfg.load_path:
-            from bltx.config import resolve_path
-
-            path = resolve_path(self.recipe, cfg.load_path)
-        if path is None:
-            return None
-        from bltx.weights import find_checkpoint
-
         # The recipe's optimizer settings win over the checkpoint's (which the per-parameter
         # optimizer state carries): keep them aside and put them back after loading.
         hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
-        loaded = self.checkpoints.load(path, self.model, self.optimizer, self.trainer_state())
+        found = None
+        if cfg.auto_resume and cfg.enable:
+            # The newest checkpoint that verifies, is finite, loads and has a well-formed
+            # trainer state; each newer one that fails is one warning.
+            found = self.checkpoints.load_newest(self.model, self.optimizer, self.trainer_state(),
+                                                 accept=parse_trainer_state)
+        if found is None and cfg.load_path:
+            from bltx.config import resolve_path
+
+            named = resolve_path(self.recipe, cfg.load_path, "checkpoint.load_path")
+            loaded = self.checkpoints.load(named, self.model, self.optimizer, self.trainer_state())
+            parse_trainer_state(loaded, named)
+            found = named, loaded
+        if found is None:
+            return None
+        from bltx.weights import find_checkpoint
+
+        path, loaded = found
         # After the load, so a checkpoint of another shape gets the load's "another model"
         # error; a shape-preserving model change is caught here, before any step runs.
         changes = check_resume(find_checkpoint(path), self.recipe_toml, cfg.allow_model_changes)
         for group, values in zip(self.optimizer.param_groups, hyper):
             group.update(values)
-        self.load_trainer_state(loaded)
+        self.load_trainer_state(loaded, path)
         self.logger.message(f"resumed from {path} at step {self.step}")
         for change in changes:
             self.logger.message(f"  changed since that checkpoint, applied: {change}")
         return path
 
     def save_checkpoint(self) -> Path:
-        path = self.checkpoints.save(self.step, self.model, self.optimizer, self.trainer_state(), self.recipe_toml)
+        # "finite" is what the tensors hold, agreed by every rank (each checks its shards):
+        # pruning keeps the newest finite checkpoint and eval/generate refuse the others.
+        bad = torch.tensor([0.0 if local_state_finite(self.model, self.optimizer) else 1.0], device=self.device)
+        finite = float(self.world.all_sum(bad).item()) == 0.0
+        path = self.checkpoints.save(self.step, self.model, self.optimizer, self.trainer_state(),
+                                     self.recipe_toml, finite=finite)
+        if not finite:
+            self.logger.message(f"checkpoint {path.name} holds non-finite weights or optimizer state; "
+                                f"it is marked so and the newest finite checkpoint is kept")
         self.logger.message(f"saved checkpoint {path}")
         return path
 
@@ -196,6 +220,7 @@ class Trainer:
         # The one host sync of a step: never apply an update computed from NaN/inf. The norm
         # is all-reduced, so every rank takes the same decision without another collective.
         applied = bool(torch.isfinite(grad_norm))
+        stop = self._stop_agreed()  # right after that sync, while the device is idle anyway
         if applied:
             self.optimizer.step()
         else:
@@ -204,7 +229,8 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         return {"nll": nll_sum, "real_bytes": real_bytes, "patches": patches, "targets": n_targets,
-                "grad_norm": grad_norm, "lr": lr, "applied": applied, "extras": extras, "steps": 1}
+                "grad_norm": grad_norm, "lr": lr, "applied": applied, "extras": extras, "steps": 1,
+                "stop": stop}
 
     def evaluate(self) -> dict[str, float]:
         """Validation scalars over all sources; with several, also `bpb/NAME` per source."""
@@ -216,17 +242,15 @@ class Trainer:
             scalars.update({f"bpb/{name}": r.bpb for name, r in results.items()})
         return scalars
 
-    def _window_scalars(self, window: dict, elapsed: float) -> tuple[dict, bool]:
-        """Global metrics of a log window and the agreed stop flag, from one all-reduce.
+    def _window_scalars(self, window: dict, elapsed: float) -> dict:
+        """Global metrics of a log window, from one all-reduce.
 
         Per-shard sums are identical on the TP ranks of a shard, so the world-wide sum
-        counts each shard `tp_size` times; the stop flag is summed as is (any rank asks)."""
-        flag = 1.0 if self._stop_signal is not None else 0.0
+        counts each shard `tp_size` times."""
         names = sorted(window["extras"])  # model extras ride in the same all-reduce
         local = torch.stack([window["nll"], window["targets"], window["real_bytes"], window["patches"],
                              *[torch.as_tensor(window["extras"][n], device=self.device) for n in names]]).double()
-        packed = torch.cat([local / self.world.tp_size, torch.tensor([flag], dtype=torch.float64, device=self.device)])
-        nll, n_targets, n_real, n_patches, *extra_sums, stop = self.world.all_sum(packed).tolist()
+        nll, n_targets, n_real, n_patches, *extra_sums = self.world.all_sum(local / self.world.tp_size).tolist()
         # Means over the window's steps and the data-parallel ranks.
         extra_means = {n: v / (window["steps"] * self.world.dp_size) for n, v in zip(names, extra_sums)}
         scalars = {
@@ -243,7 +267,24 @@ class Trainer:
             scalars["skipped_steps"] = float(self.skipped_steps)
         if self.device.type == "cuda":  # this rank's high-water mark, for sizing runs
             scalars["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-        return scalars, stop > 0
+        return scalars
+
+    def _stop_agreed(self) -> bool:
+        """Does any rank have a stop signal? Every rank asks at every step.
+
+        A signal reaches each rank at its own moment (torchrun forwards SIGTERM to every
+        worker; they may be a step apart), so no rank can know another is waiting: a
+        collective held only "while a signal is pending" would pair with nothing on the
+        others. One scalar all-reduce per step is the price of stopping at the very next
+        step, inside torchrun's 30 s grace period, whatever metrics.log_interval is. It
+        follows the step's one host sync, when the device has no queued work, so it costs
+        the collective's latency: 0.6 ms per step with gloo on 2 busy CPU cores (README),
+        against 100+ ms for a tiny CPU step."""
+        pending = self._stop_signal is not None
+        if not self.world.distributed:
+            return pending
+        flag = torch.tensor([1.0 if pending else 0.0], device=self.device)
+        return float(self.world.all_sum(flag).item()) > 0
 
     # ---- loop ----------------------------------------------------------------------------
 
@@ -278,11 +319,9 @@ class Trainer:
                     window.update(grad_norm=out["grad_norm"], lr=out["lr"])
                 diverged = not out["applied"] and rc.training.on_nonfinite == "stop"
                 last = self.step == self.total_steps
-                # A single process needs no agreement: it reacts to a signal at once.
-                local_stop = not self.world.distributed and self._stop_signal is not None
-                stopping = False
-                if self.step % log_every == 0 or last or diverged or local_stop:
-                    scalars, stopping = self._window_scalars(window, time.perf_counter() - t_window)
+                stopping = out["stop"]  # agreed by every rank at this step
+                if self.step % log_every == 0 or last or diverged or stopping:
+                    scalars = self._window_scalars(window, time.perf_counter() - t_window)
                     self.logger.log(self.step, scalars)
                     window = None
                 if not out["applied"]:
@@ -297,9 +336,10 @@ class Trainer:
                 if stopping:
                     if rc.checkpoint.enable:
                         self.save_checkpoint()
-                    name = signal.Signals(self._stop_signal).name if self._stop_signal else "stop"
+                    signum = self._stop_signal  # None on a rank that stops for another's signal
+                    name = signal.Signals(signum).name if signum else "a signal on another rank"
                     self.logger.message(f"stopped by {name} at step {self.step}; resume by running the same command")
-                    return 0
+                    return EXIT_INTERRUPTED if signum == signal.SIGINT else 0
                 if rc.checkpoint.enable and (last or (ckpt_every and self.step % ckpt_every == 0)):
                     self.save_checkpoint()
                 self.logger.progress(self.step)
