@@ -3,6 +3,8 @@
 bpb = (sum of next-id negative log-likelihoods, in bits) / (number of predicted real bytes).
 Special targets (EOS, BOS) add their cost to the numerator but are not counted as bytes, so
 bpb is the cost of the text itself, comparable across patchers and tokenizer-free models.
+Targets equal to IGNORE_ID (bltx/bytes.py: prompt bytes of fine-tuning data, padding) are
+not scored at all; `scored_targets` / `byte_targets` say which count, everywhere.
 
 `model_forward` is the one place that knows how to call a model: a model with the `patches`
 capability (bltx/protocols.py; BLT) is patched first so the caller can count patches, then
@@ -19,7 +21,7 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
-from bltx.bytes import OFFSET
+from bltx.bytes import IGNORE_ID, byte_targets, scored_targets
 from bltx.precision import resolved_dtype
 from bltx.protocols import has
 
@@ -32,26 +34,31 @@ def autocast_context(device: torch.device, dtype: str):
 
 
 def model_forward(
-    model: torch.nn.Module, ids: torch.Tensor, entropies: torch.Tensor | None = None
+    model: torch.nn.Module, ids: torch.Tensor, entropies: torch.Tensor | None = None,
+    doc_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(logits [B, T, V], starts [B, T] bool or None when the model does not patch).
 
     Patching once here and passing the starts in gives the same logits as `model(ids)`
     (the patcher in the loop) while letting the caller count patches. The extra column
     `include_next` adds is what a decoder's lookahead rule needs (bltx/protocols.py `patches`).
+    `doc_ids` [B, T] (data.document_mask): passed on only when given, so models without the
+    keyword keep working on plain data.
     """
+    docs = {} if doc_ids is None else {"doc_ids": doc_ids}
     if has(model, "realised_starts"):  # the forward decides (and reports) its boundaries
-        logits = model(ids)
+        logits = model(ids, **docs)
         return logits, model.last_starts
     if not has(model, "patches"):
-        return model(ids), None
+        return model(ids, **docs), None
     with torch.no_grad():  # boundaries are discrete: nothing to differentiate
         starts = model.patch(ids, entropies=entropies, include_next=True)
-    return model(ids, starts=starts), starts[:, : ids.shape[1]]
+    return model(ids, starts=starts, **docs), starts[:, : ids.shape[1]]
 
 
 def batch_nll(
-    model: torch.nn.Module, ids: torch.Tensor, targets: torch.Tensor, entropies: torch.Tensor | None = None
+    model: torch.nn.Module, ids: torch.Tensor, targets: torch.Tensor, entropies: torch.Tensor | None = None,
+    doc_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(summed next-byte NLL in nats of the batch, starts [B, T] or None).
 
@@ -61,7 +68,7 @@ def batch_nll(
     compare across models.
     """
     if not has(model, "own_loss"):
-        logits, starts = model_forward(model, ids, entropies)
+        logits, starts = model_forward(model, ids, entropies, doc_ids)
         return next_byte_nll(logits, targets, reduction="sum"), starts
     starts = None
     if has(model, "patches") and not has(model, "realised_starts"):
@@ -71,8 +78,10 @@ def batch_nll(
 
 
 def next_byte_nll(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy in nats, computed in float32 whatever the logits' dtype."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction=reduction)
+    """Cross-entropy in nats, computed in float32 whatever the logits' dtype; targets equal
+    to IGNORE_ID cost nothing (a "mean" is over the scored targets only)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction=reduction,
+                           ignore_index=IGNORE_ID)
 
 
 @dataclass
@@ -83,6 +92,7 @@ class BpbResult:
     targets: int
     bytes: int
     patches: int  # 0 when the model does not patch
+    positions: int = 0  # input bytes read (0: as many as targets), the patch length's numerator
 
     @property
     def bpb(self) -> float:
@@ -94,7 +104,7 @@ class BpbResult:
 
     @property
     def mean_patch_length(self) -> float:
-        return self.targets / self.patches if self.patches else float("nan")
+        return (self.positions or self.targets) / self.patches if self.patches else float("nan")
 
     def __add__(self, other: "BpbResult") -> "BpbResult":
         """Totals of two evaluations (validation sources) together."""
@@ -122,20 +132,22 @@ def evaluate_bpb(
     """
     was_training = model.training
     model.eval()
-    totals = torch.zeros(4, dtype=torch.float64, device=device)  # nll, targets, bytes, patches
+    totals = torch.zeros(5, dtype=torch.float64, device=device)  # nll, targets, bytes, patches, positions
     try:
         for batch in batches:
             ids = batch["ids"].to(device)
             targets = batch["targets"].to(device)
-            ent = batch.get("entropies")
+            ent, docs = batch.get("entropies"), batch.get("doc_ids")
             with autocast_context(device, dtype):
-                nll, starts = batch_nll(model, ids, targets, None if ent is None else ent.to(device))
+                nll, starts = batch_nll(model, ids, targets, None if ent is None else ent.to(device),
+                                        None if docs is None else docs.to(device))
             totals[0] += nll.double()
-            totals[1] += targets.numel()
-            totals[2] += (targets >= OFFSET).sum()
+            totals[1] += scored_targets(targets).sum()
+            totals[2] += byte_targets(targets).sum()
             if starts is not None:
                 totals[3] += starts.sum()
+            totals[4] += targets.numel()
     finally:
         model.train(was_training)
-    nll, n_targets, n_bytes, n_patches = reduce_sum(totals).tolist()
-    return BpbResult(nll, int(n_targets), int(n_bytes), int(n_patches))
+    nll, n_targets, n_bytes, n_patches, n_positions = reduce_sum(totals).tolist()
+    return BpbResult(nll, int(n_targets), int(n_bytes), int(n_patches), int(n_positions))
