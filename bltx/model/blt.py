@@ -17,11 +17,21 @@ Which latent state a byte reads (decoder cross-attention), for byte t:
     model gets by running the patcher on ids + one PAD byte; `starts` given with T+1
     columns supply it, with T columns it is taken as False.
   - otherwise: patch_id(t) - 1, the last patch that ended before t's patch began.
+
+Document masks (`doc_ids` [B, T], data.document_mask: several examples packed in a window):
+a patch starts at every document's first byte, so no patch spans two documents; each
+patch's document is its bytes'; byte self-attention, the latent's attention and the hash
+n-grams stay inside a document (the parts take `doc_ids`), the encoder's cross-attention is
+patch-local already, and a byte whose decoder patch lies in an earlier document reads none.
+The patcher still sees the whole window (an entropy model's boundaries inside a document
+may depend on the one before; its representations never reach the next).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -117,11 +127,16 @@ class BLT(nn.Module):
         starts: torch.Tensor | None = None,
         patch_lengths: torch.Tensor | None = None,
         entropies: torch.Tensor | None = None,
+        doc_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """ids [B, T] -> next-byte logits [B, T, 260]. `starts` ([B, T] or [B, T+1]) or
-        `patch_lengths` ([B, *], zero-padded) bypass the patcher; `entropies` [B, T] feed it."""
+        `patch_lengths` ([B, *], zero-padded) bypass the patcher; `entropies` [B, T] feed it.
+        `doc_ids` [B, T]: attention stays inside each document (see module doc)."""
         T = ids.shape[1]
         starts_ext = self._starts(ids, starts, patch_lengths, entropies)
+        if doc_ids is not None:  # a document's first byte opens a patch
+            opens = F.pad(doc_ids[:, 1:] != doc_ids[:, :-1], (1, 1), value=False)
+            starts_ext = starts_ext | opens
         if torch.compiler.is_compiling():
             # The caller compiled the whole forward, patcher included: a traced graph cannot
             # be sized by data, so the patch axis is the static max_patches (padding patches
@@ -137,9 +152,10 @@ class BLT(nn.Module):
             # patch count as this size, marked dynamic: one graph serves every count, with
             # no recompile as batches change (an int argument would compile twice).
             torch._dynamo.maybe_mark_dynamic(slots, 1)
-        return self.forward_patched(ids, starts_ext, slots)
+        return self.forward_patched(ids, starts_ext, slots, doc_ids)
 
-    def forward_patched(self, ids: torch.Tensor, starts_ext: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    def forward_patched(self, ids: torch.Tensor, starts_ext: torch.Tensor, slots: torch.Tensor,
+                        doc_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The forward once patching is decided: starts bool [B, T+1] (see `_starts`) and
         `slots` [B, P], whose size P is the patch axis. The compile unit of `compile.scope =
         "model"`, everything but the patcher."""
@@ -149,10 +165,23 @@ class BLT(nn.Module):
             dec_patch_ids = starts_ext.long().cumsum(-1)[:, 1:] - 2
         else:
             dec_patch_ids = patch_ids - 1
-        h = self.byte_embedder(ids)
-        h, patches = self.encoder(h, patch_ids, slots.shape[1])
-        latent = self.latent(patches)
-        return self.decoder(h, latent, dec_patch_ids)
+        if doc_ids is None:
+            h = self.byte_embedder(ids)
+            h, patches = self.encoder(h, patch_ids, slots.shape[1])
+            return self.decoder(h, self.latent(patches), dec_patch_ids)
+        patch_doc, dec_patch_ids = _patch_documents(doc_ids, patch_ids, dec_patch_ids, slots.shape[1])
+        h = self.byte_embedder(ids, doc_ids=doc_ids)
+        h, patches = self.encoder(h, patch_ids, slots.shape[1], doc_ids=doc_ids)
+        latent = self.latent(patches, doc_ids=patch_doc)
+        return self.decoder(h, latent, dec_patch_ids, doc_ids=doc_ids)
+
+    def document_mask_blocker(self) -> str | None:
+        """The first part whose forward takes no `doc_ids` (then data.document_mask cannot
+        be kept), or None."""
+        for name in COMPONENTS[1:]:
+            if "doc_ids" not in inspect.signature(getattr(self, name).forward).parameters:
+                return f"model.{name} ({type(getattr(self, name)).__name__})"
+        return None
 
     # -- weights ----------------------------------------------------------------------------
 
@@ -170,6 +199,17 @@ class BLT(nn.Module):
     def num_params(self, by_component: bool = True, trainable_only: bool = False) -> dict[str, int] | int:
         """Parameter counts per component (plus 'total'), or the total alone."""
         return count_params(self, COMPONENTS, by_component, trainable_only)
+
+def _patch_documents(doc_ids: torch.Tensor, patch_ids: torch.Tensor, dec_patch_ids: torch.Tensor,
+                     num_patches: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(document of each patch [B, P], -1 for a padding patch; the decoder's patch ids with
+    -1 where the patch read lies in another document than the byte)."""
+    P = num_patches
+    # Every byte of a patch is in one document (a patch opens at each document's start).
+    patch_doc = doc_ids.new_full((doc_ids.shape[0], P), -1).scatter(1, patch_ids.clamp(0, P - 1), doc_ids)
+    read = patch_doc.gather(1, dec_patch_ids.clamp(0, P - 1))
+    return patch_doc, torch.where(read == doc_ids, dec_patch_ids, -1)
+
 
 def _built(slot: str, table: dict, **context) -> nn.Module:
     where = f"model.{slot}"

@@ -39,6 +39,7 @@ from bltx.precision import resolve_dtype
 from bltx.protocols import has
 from bltx.sections import Recipe
 from bltx.train.checkpoint import CheckpointManager
+from bltx.train.data_checks import check_model_for_data
 from bltx.train.metrics import MetricLogger
 from bltx.train.optim import build_optimizer
 from bltx.train.resume_check import check_resume
@@ -80,6 +81,7 @@ class Trainer:
         self.val_batches = [b for batches in self.val_sets.values() for b in batches]
 
         self.model = build_training_model(recipe, self.world)
+        check_model_for_data(self.model, recipe.data)
         # Asked once: does each forward leave aux losses and stats (bltx/protocols.py `extras`)?
         self.model_extras = has(self.model, "extras")
         self.optimizer = build_optimizer(self.model, recipe.optimizer, self.device)
