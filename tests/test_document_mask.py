@@ -83,3 +83,19 @@ def test_a_part_without_doc_ids_is_named():
     model.latent = NoDocs()
     with pytest.raises(ConfigError, match="model.latent"):
         check_model_for_data(model, DataConfig(document_mask=True))
+
+
+def test_plain_documents_carry_doc_ids_that_change_after_each_eos(tmp_path):
+    from bltx.bytes import EOS_ID
+    from bltx.data.loader import build_data
+    from bltx.sections import DataConfig
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(f'{{"text": "document number {i} says hello"}}\n' for i in range(40)))
+    d = build_data(DataConfig(paths=[str(corpus)], seq_len=64, document_mask=True, cache_dir=str(tmp_path / "c")))
+    batch = d.train_batches(4, seed=0).read([(0, 0), (0, 1)])
+    ids, doc = batch["ids"], batch["doc_ids"]
+    step = doc[:, 1:] - doc[:, :-1]
+    assert torch.equal(step == 1, ids[:, :-1] == EOS_ID) and (step >= 0).all()
+    assert "doc_ids" not in build_data(DataConfig(paths=[str(corpus)], seq_len=64,
+                                                  cache_dir=str(tmp_path / "c"))).train.batch([0])
