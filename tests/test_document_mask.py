@@ -91,7 +91,7 @@ def test_plain_documents_carry_doc_ids_that_change_after_each_eos(tmp_path):
     from bltx.sections import DataConfig
 
     corpus = tmp_path / "docs.jsonl"
-    corpus.write_text("".join(f'{{"text": "document number {i} says hello"}}\n' for i in range(40)))
+    corpus.write_text("".join(f'{{"text": "document number {i} says hello"}}\n' for i in range(200)))
     d = build_data(DataConfig(paths=[str(corpus)], seq_len=64, document_mask=True, cache_dir=str(tmp_path / "c")))
     batch = d.train_batches(4, seed=0).read([(0, 0), (0, 1)])
     ids, doc = batch["ids"], batch["doc_ids"]
