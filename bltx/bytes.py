@@ -15,9 +15,21 @@ BOS_ID = 1
 EOS_ID = 2
 OFFSET = 4
 VOCAB_SIZE = 256 + OFFSET  # 260
-# A target that is not trained on (a prompt byte under data.loss_on = "completion"): the
-# loss skips it and no byte counter counts it.
+# Target id of a position that is not trained on (a prompt byte of supervised fine-tuning
+# data, window padding): the cross-entropy's ignore_index, so neither the model nor the
+# loss needs another input. Negative, so it is never a byte (>= OFFSET) either.
 IGNORE_ID = -100
+
+
+def scored_targets(targets: torch.Tensor) -> torch.Tensor:
+    """bool, like `targets`: the targets the loss counts (every one but IGNORE_ID)."""
+    return targets != IGNORE_ID
+
+
+def byte_targets(targets: torch.Tensor) -> torch.Tensor:
+    """bool, like `targets`: the scored targets that are bytes, the denominator of bits per
+    byte (special targets such as EOS add their cost to the loss but are no byte)."""
+    return targets >= OFFSET
 
 
 def encode(data: bytes | bytearray | str, bos: bool = False, eos: bool = False) -> torch.Tensor:

@@ -52,8 +52,10 @@ needs=)`; never by ad-hoc getattr):
                   takes `bound=None`; `missing_cached(part, slot)` names what a part lacks.
   parallel_plan   a model's parallel_plan() -> bltx.parallel.plans.ParallelPlan (else the plan
                   registered under its name, else a default from its `layers`).
-A flag: `generate_one_at_a_time = True` on a model whose last position is its only exact
-prediction (the BPE baseline): generation and CUTE feed it one prompt at a time.
+A flag: `predicts_whole_tokens = True` on a model that scores whole subword tokens (the BPE
+baseline): its last position is its only exact prediction, so generation and CUTE feed it
+one prompt at a time, and it cannot leave single target bytes out of its loss, so it trains
+on plain text only (bltx/train/data_checks.py).
 
 Structures the default parallel plan recognises (isinstance, not capabilities): a Llama-style
 block that tensor parallelism may split has `.attention` (TPAttention: n_heads, n_kv_heads,
@@ -274,7 +276,7 @@ CAPABILITIES: dict[str, type] = {
     "parallel_plan": OwnParallelPlan,
 }
 # Capabilities declared by a class attribute set to True rather than by methods.
-FLAGS: dict[str, str] = {"one_at_a_time": "generate_one_at_a_time"}
+FLAGS: dict[str, str] = {"whole_tokens": "predicts_whole_tokens"}
 # What to do about a slot's contract failing, where there is a built-in that fills it.
 SLOT_FIXES: dict[str, str] = {
     "staged_encoder": "learned chunking reads the encoder's byte states between two stages; "

@@ -86,6 +86,27 @@ class DataConfig:
     shuffle_buffer: int = 0
     # Train batches prepared ahead in a background thread (0: read in the training loop).
     prefetch: int = 2
+    # Supervised fine-tuning (bltx/data/sft.py). What one record (JSON line, Parquet/Arrow
+    # row) is: "text": its text_field is a document; "prompt_completion": one example, the
+    # bytes of prompt_field then those of completion_field; "chat": one example, the list of
+    # {role, content} messages in messages_field, each rendered with `template`.
+    records: Literal["text", "prompt_completion", "chat"] = "text"
+    prompt_field: str = "prompt"
+    completion_field: str = "completion"
+    messages_field: str = "messages"
+    # Chat rendering, role -> bytes around the message, "{content}" marking where its text
+    # goes, e.g. {user = "<|user|>\n{content}\n", assistant = "<|assistant|>\n{content}<|end|>\n"};
+    # empty: bltx/data/sft.py DEFAULT_TEMPLATE. An assistant message's completion part is
+    # its content and what follows it in the template (the end marker), not what precedes.
+    template: dict = field(default_factory=dict)
+    # Which targets the loss, bpb and validation count: "all" bytes, or only "completion"
+    # bytes (the completion field; the assistant messages) and the EOS after them.
+    loss_on: Literal["all", "completion"] = "all"
+    # Examples (records other than "text") are packed whole into windows, padding the rest
+    # of a window; with document_mask every attention (byte windows, cross-attention,
+    # latent) and the hash n-grams stay inside one example. Also applies to "text" records
+    # (documents end at EOS), which are then still cut into windows anywhere.
+    document_mask: bool = False
 
     def __post_init__(self):
         if self.seq_len < 2:
@@ -98,6 +119,13 @@ class DataConfig:
         at_least("data.prefetch", self.prefetch, 0, " (0: no background reads)")
         require(not self.sources or any(s.weight > 0 for s in self.sources), "data.sources",
                 [s.weight for s in self.sources], "at least one source needs a weight > 0")
+        for key in ("prompt_field", "completion_field", "messages_field"):
+            require(bool(getattr(self, key)), f"data.{key}", getattr(self, key), "must name a field")
+        require(self.loss_on == "all" or self.records != "text", "data.loss_on", self.loss_on,
+                'needs examples with a completion part: set data.records = "prompt_completion" or "chat"')
+        for role, text in self.template.items():
+            require(isinstance(text, str) and text.count("{content}") == 1, f"data.template.{role}", text,
+                    'must be a string with "{content}" exactly once')
 
 
 @dataclass

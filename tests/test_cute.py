@@ -47,7 +47,7 @@ class ScriptedModel(torch.nn.Module):
     its input it emits `answer(question)` then a newline. An independent reference for
     the runner: the oracle must score 1.0 and a model with wrong answers 0.0."""
 
-    generate_one_at_a_time = True  # reads the last position only, like the BPE baseline
+    predicts_whole_tokens = True  # reads the last position only, like the BPE baseline
 
     def __init__(self, answer):
         super().__init__()

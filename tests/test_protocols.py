@@ -27,12 +27,12 @@ def test_built_in_models_offer_what_the_engine_asks_of_them():
     blt = bltx.build_model(ENTROPY_BLT)
     assert has(blt, "patches") and has(blt, "patcher") and has(blt, "model_flops")
     assert has(blt.patcher, "entropies") and has(blt.patcher.entropy_model, "cached_step")
-    assert has(blt, "sessions") and not has(blt, "one_at_a_time") and not has(blt, "learned_chunks")
+    assert has(blt, "sessions") and not has(blt, "whole_tokens") and not has(blt, "learned_chunks")
     static = bltx.build_model(TINY_BLT)
     assert not has(static.patcher, "entropies")  # precompute_entropies refuses it
     # Classes answer too: the contract is what a class defines, not what an instance holds.
-    assert has(BpeTransformer, "patches") and has(BpeTransformer, "one_at_a_time") and not has(BpeTransformer, "sessions")
-    assert not has(ByteTransformer, "patches") and not has(ByteTransformer, "one_at_a_time")
+    assert has(BpeTransformer, "patches") and has(BpeTransformer, "whole_tokens") and not has(BpeTransformer, "sessions")
+    assert not has(ByteTransformer, "patches") and not has(ByteTransformer, "whole_tokens")
     assert not has(EntropyLM, "patches") and not has(EntropyLM, "patcher")
     assert has(LearnedChunkBLT, "patches") and has(LearnedChunkBLT, "sessions") and has(LearnedChunkBLT, "learned_chunks")
     # At most 8 capabilities beside the flops of every part: what a plugin author chooses.
@@ -49,9 +49,9 @@ def test_cached_stepping_per_slot():
 
 def test_flags_need_true_and_unknown_capabilities_are_named():
     class Off(nn.Module):
-        generate_one_at_a_time = False
+        predicts_whole_tokens = False
 
-    assert not has(Off(), "one_at_a_time")
+    assert not has(Off(), "whole_tokens")
     with pytest.raises(KeyError, match="unknown capability 'session'; known: .*sessions"):
         has(nn.Linear(2, 2), "session")
     assert not set(CAPABILITIES) & set(FLAGS)

@@ -27,7 +27,7 @@ from bltx.registry import register
 COMPRESSED = (".gz", ".zst")
 
 
-def _open_text_stream(path: Path):
+def open_text_stream(path: Path):
     """A binary file object of the decompressed lines."""
     name = path.name.lower()
     if name.endswith(".gz"):
@@ -81,6 +81,17 @@ class _CheckedZstd(io.RawIOBase):
 
 def text_of(line: bytes, field: str, path: Path, lineno: int) -> str:
     """The text field of one JSON line; DataError naming file and line otherwise."""
+    obj = record_of(line, path, lineno, f"a '{field}' field")
+    if field not in obj:
+        raise missing_field(path, f" line {lineno}", field, obj.keys())
+    text = obj[field]
+    if not isinstance(text, str):
+        raise DataError(f"data file {path} line {lineno}: field '{field}' is {type(text).__name__}, not a string")
+    return text
+
+
+def record_of(line: bytes, path: Path, lineno: int, wanted: str) -> dict:
+    """One JSON line as an object (`wanted` names what it should hold, for the error)."""
     try:
         obj = json.loads(line)
     except UnicodeDecodeError:
@@ -89,14 +100,9 @@ def text_of(line: bytes, field: str, path: Path, lineno: int) -> str:
         why = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise DataError(f"data file {path} line {lineno}: not valid JSON ({why}); fix or remove the line") from None
     if not isinstance(obj, dict):
-        raise DataError(f"data file {path} line {lineno}: a JSON {type(obj).__name__}, not an object with a "
-                        f"'{field}' field (.json files are read as JSON lines: one object per line)")
-    if field not in obj:
-        raise missing_field(path, f" line {lineno}", field, obj.keys())
-    text = obj[field]
-    if not isinstance(text, str):
-        raise DataError(f"data file {path} line {lineno}: field '{field}' is {type(text).__name__}, not a string")
-    return text
+        raise DataError(f"data file {path} line {lineno}: a JSON {type(obj).__name__}, not an object with "
+                        f"{wanted} (.json files are read as JSON lines: one object per line)")
+    return obj
 
 
 def encode_text(text: str) -> bytes:
@@ -112,7 +118,7 @@ def _build(path: Path, field: str, writer: IndexWriter) -> None:
     blob = open(writer.folder / "text.bin", "wb") if _compressed(path) else None
     lineno, offset = 0, 0
     try:
-        with _open_text_stream(path) as lines:
+        with open_text_stream(path) as lines:
             for lineno, line in enumerate(lines, 1):
                 if line.strip():
                     data = encode_text(text_of(line, field, path, lineno))

@@ -10,12 +10,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bltx.bytes import EOS_ID, IGNORE_ID
 from bltx.data.stream import StreamView
 from bltx.errors import DataError
 
 
 class Windows:
     """Indexable fixed-length training examples over a `StreamView`."""
+
+    doc_ids = False  # batches carry "doc_ids" (data.document_mask; the loader sets it)
 
     def __init__(self, view: StreamView, seq_len: int, name: str = "train"):
         self.view = view
@@ -38,7 +41,7 @@ class Windows:
 
     def batch(self, indices: list[int] | np.ndarray) -> dict[str, torch.Tensor]:
         """Stack windows into {"ids": [B,T] long, "targets": [B,T] long, "entropies"?: [B,T]}."""
-        return stack_windows([self.window(int(i)) for i in indices])
+        return stack_windows([self.window(int(i)) for i in indices], self.doc_ids)
 
 
 class ConcatWindows(Windows):
@@ -50,6 +53,7 @@ class ConcatWindows(Windows):
         self.name = name
         self.ends = np.cumsum([len(p) for p in parts])
         self.view = _ConcatView([p.view for p in parts])
+        self.doc_ids = parts[0].doc_ids
 
     def __len__(self) -> int:
         return int(self.ends[-1])
@@ -80,10 +84,19 @@ class _ConcatView:
         return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
 
-def stack_windows(windows: list[tuple[np.ndarray, np.ndarray | None]]) -> dict[str, torch.Tensor]:
-    """(ids [T+1], entropies [T] or None) per window -> a batch of shifted pairs."""
-    arr = torch.from_numpy(np.stack([ids for ids, _ in windows]))
+def stack_windows(windows: list[tuple], doc_ids: bool = False) -> dict[str, torch.Tensor]:
+    """(ids [T+1], entropies [T] or None[, trained [T+1] bool]) per window -> a batch of
+    shifted pairs. Targets not trained on (bltx/data/packing.py) become IGNORE_ID. With
+    `doc_ids`, "doc_ids" [B, T] numbers the documents of each window's inputs: a document
+    ends at its EOS, so padding after the last one is a document of its own."""
+    arr = torch.from_numpy(np.stack([w[0] for w in windows]))
     out = {"ids": arr[:, :-1].contiguous(), "targets": arr[:, 1:].contiguous()}
     if windows and windows[0][1] is not None:
-        out["entropies"] = torch.from_numpy(np.stack([ent for _, ent in windows]))
+        out["entropies"] = torch.from_numpy(np.stack([w[1] for w in windows]))
+    if windows and len(windows[0]) > 2:
+        trained = torch.from_numpy(np.stack([w[2] for w in windows]))[:, 1:]
+        out["targets"] = torch.where(trained, out["targets"], IGNORE_ID)
+    if doc_ids:
+        ends = (out["ids"] == EOS_ID).long()
+        out["doc_ids"] = ends.cumsum(1) - ends  # EOS belongs to the document it ends
     return out

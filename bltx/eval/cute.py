@@ -76,7 +76,7 @@ def run_task(model: torch.nn.Module, examples: list[CuteExample], n: int = 50, s
         raise DataError(f"a CUTE task needs more than {shots} rows")
     # Models whose non-final logits are not predictions (the BPE baseline) read only the
     # last position, which right-padded batches do not give them: one prompt at a time.
-    if has(model, "one_at_a_time"):
+    if has(model, "whole_tokens"):
         batch_size = 1
     max_new = max(len(q.answer.encode()) for q in queries) + 8
     correct, outputs = 0, []

@@ -4,6 +4,7 @@ A backend turns a mask *description* into whatever its kernel wants, once per fo
 then runs attention with it in every layer:
 
     mask = backend.causal_mask(T, window, device)        # self-attention over bytes/patches
+    mask = causal_mask(backend, T, window, device, doc)  # ... inside documents (doc [B, T])
     mask = backend.group_mask(q_group, kv_group)          # q may see kv iff same group id
     out  = run_attention(backend, q, k, v, mask)          # q [B,H,Lq,D], k/v [B,Hkv,Lkv,D]
 
@@ -59,13 +60,18 @@ class SdpaBackend:
     def __init__(self, cfg: Config | None = None):
         pass
 
-    def causal_mask(self, length: int, window: int | None, device):
-        if window is None or window >= length:
+    def causal_mask(self, length: int, window: int | None, device, doc: torch.Tensor | None = None):
+        """`doc` [B, length] (optional): keys of another document are hidden too."""
+        if doc is None and (window is None or window >= length):
             return SdpaMask(None, is_causal=True)
         # Query i sees keys j with i - window < j <= i (window keys including itself).
-        if use_blocked(length, window):
-            return blocked_window_mask(length, window, device)
-        return SdpaMask(window_mask(length, window, device))
+        if window is not None and window < length and use_blocked(length, window):
+            return blocked_window_mask(length, window, device, doc)
+        mask = window_mask(length, length if window is None else window, device)
+        if doc is None:
+            return SdpaMask(mask)
+        # Every query sees itself, so no row is empty.
+        return SdpaMask((mask & (doc[:, :, None] == doc[:, None, :]))[:, None])
 
     def group_mask(self, q_group: torch.Tensor, kv_group: torch.Tensor) -> SdpaMask:
         allowed = (q_group[:, :, None] == kv_group[:, None, :]) & (q_group[:, :, None] >= 0)
@@ -102,17 +108,23 @@ class FlexBackend:
     def __init__(self, cfg: Config | None = None):
         pass
 
-    def causal_mask(self, length: int, window: int | None, device) -> FlexMask:
+    def causal_mask(self, length: int, window: int | None, device, doc: torch.Tensor | None = None) -> FlexMask:
         from torch.nn.attention.flex_attention import create_block_mask
 
         if window is None:
-            def mask_mod(b, h, q, kv):
+            def causal(b, h, q, kv):
                 return kv <= q
         else:
-            def mask_mod(b, h, q, kv):
+            def causal(b, h, q, kv):
                 return (kv <= q) & (q - kv < window)
 
-        return FlexMask(create_block_mask(mask_mod, None, None, length, length, device=device))
+        if doc is None:
+            return FlexMask(create_block_mask(causal, None, None, length, length, device=device))
+
+        def mask_mod(b, h, q, kv):
+            return causal(b, h, q, kv) & (doc[b, q] == doc[b, kv])
+
+        return FlexMask(create_block_mask(mask_mod, doc.shape[0], None, length, length, device=device))
 
     def group_mask(self, q_group: torch.Tensor, kv_group: torch.Tensor) -> FlexMask:
         from torch.nn.attention.flex_attention import create_block_mask
@@ -138,6 +150,14 @@ class FlexBackend:
 
 # Generation steps build explicit boolean masks, whatever backend the model trains with.
 SDPA = SdpaBackend()
+
+
+def causal_mask(backend, length: int, window: int | None, device, doc: torch.Tensor | None = None):
+    """The backend's causal mask, inside documents when `doc` [B, length] is given (asked
+    only then, so a plugin backend without document masks serves plain data unchanged)."""
+    if doc is None:
+        return backend.causal_mask(length, window, device)
+    return backend.causal_mask(length, window, device, doc=doc)
 
 
 def run_attention(backend, q, k, v, mask, scale: float | None = None) -> torch.Tensor:

@@ -92,8 +92,9 @@ class ByteTransformer(nn.Module):
 class BpeTransformer(nn.Module):
     """BPE-token baseline; bits per byte from token NLLs (see the module doc)."""
 
-    # Only the last logits row is a prediction: generate one prompt at a time (bltx.eval.cute).
-    generate_one_at_a_time = True
+    # Scores whole tokens: only the last logits row is a byte prediction (generate one prompt
+    # at a time, bltx.eval.cute), and a masked target byte cannot be left out of a token's cost.
+    predicts_whole_tokens = True
 
     @dataclass
     class Config(LMDims):

@@ -18,11 +18,21 @@ Which latent state a byte reads (decoder cross-attention), for byte t:
     model gets by running the patcher on ids + one PAD byte; `starts` given with T+1
     columns supply it, with T columns it is taken as False.
   - otherwise: patch_id(t) - 1, the last patch that ended before t's patch began.
+
+Document masks (`doc_ids` [B, T], data.document_mask: several examples packed in a window):
+a patch starts at every document's first byte, so no patch spans two documents; each
+patch's document is its bytes'; byte self-attention, the latent's attention and the hash
+n-grams stay inside a document (the parts take `doc_ids`), the encoder's cross-attention is
+patch-local already, and a byte whose decoder patch lies in an earlier document reads none.
+The patcher still sees the whole window (an entropy model's boundaries inside a document
+may depend on the one before; its representations never reach the next).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -108,13 +118,18 @@ class BLT(ByteLatentModel):
         starts: torch.Tensor | None = None,
         patch_lengths: torch.Tensor | None = None,
         entropies: torch.Tensor | None = None,
+        doc_ids: torch.Tensor | None = None,
     ) -> ModelOutput:
         """ids [B, T] -> ModelOutput: next-byte logits [B, T, 260], or with `targets` [B, T]
         their summed NLL; `starts` [B, T], the patching used. `starts` ([B, T] or [B, T+1])
-        or `patch_lengths` ([B, *], zero-padded) bypass the patcher; `entropies` [B, T] feed it."""
+        or `patch_lengths` ([B, *], zero-padded) bypass the patcher; `entropies` [B, T] feed it.
+        `doc_ids` [B, T]: attention stays inside each document (see module doc)."""
         T = ids.shape[1]
         with torch.no_grad():  # boundaries are discrete: nothing to differentiate
             starts_ext = self._starts(ids, starts, patch_lengths, entropies)
+            if doc_ids is not None:  # a document's first byte opens a patch
+                opens = F.pad(doc_ids[:, 1:] != doc_ids[:, :-1], (1, 1), value=False)
+                starts_ext = starts_ext | opens
         if torch.compiler.is_compiling():
             # The caller compiled the whole forward, patcher included: a traced graph cannot
             # be sized by data, so the patch axis is the static max_patches (padding patches
@@ -130,21 +145,36 @@ class BLT(ByteLatentModel):
             # patch count as this size, marked dynamic: one graph serves every count, with
             # no recompile as batches change (an int argument would compile twice).
             torch._dynamo.maybe_mark_dynamic(slots, 1)
-        logits, nll = self.forward_patched(ids, starts_ext, slots, targets)
+        logits, nll = self.forward_patched(ids, starts_ext, slots, targets, doc_ids)
         return ModelOutput(logits=logits, nll=nll, starts=starts_ext[:, :T])
 
     def forward_patched(self, ids: torch.Tensor, starts_ext: torch.Tensor, slots: torch.Tensor,
-                        targets: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                        targets: torch.Tensor | None = None, doc_ids: torch.Tensor | None = None,
+                        ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The forward once patching is decided: starts bool [B, T+1] (see `_starts`) and
         `slots` [B, P], whose size P is the patch axis -> (logits, None), or (None, summed
         NLL) with `targets`. The compile unit of `compile.scope = "model"`, everything but the
         patcher (the loss included, so it fuses with the output projection)."""
         patch_ids, dec_patch_ids = patch_index(starts_ext, self.decoder_lookahead)
-        h = self.byte_embedder(ids)
-        h, patches = self.encoder(h, patch_ids, slots.shape[1])
-        latent = self.latent(patches)
-        out = lm_output(self.decoder(h, latent, dec_patch_ids), targets)
+        if doc_ids is None:
+            h = self.byte_embedder(ids)
+            h, patches = self.encoder(h, patch_ids, slots.shape[1])
+            out = lm_output(self.decoder(h, self.latent(patches), dec_patch_ids), targets)
+            return out.logits, out.nll
+        patch_doc, dec_patch_ids = _patch_documents(doc_ids, patch_ids, dec_patch_ids, slots.shape[1])
+        h = self.byte_embedder(ids, doc_ids=doc_ids)
+        h, patches = self.encoder(h, patch_ids, slots.shape[1], doc_ids=doc_ids)
+        latent = self.latent(patches, doc_ids=patch_doc)
+        out = lm_output(self.decoder(h, latent, dec_patch_ids, doc_ids=doc_ids), targets)
         return out.logits, out.nll
+
+    def document_mask_blocker(self) -> str | None:
+        """The first part whose forward takes no `doc_ids` (then data.document_mask cannot
+        be kept), or None. Read once, when the data and the model are checked together."""
+        for name in self.PARTS:
+            if name != "patcher" and "doc_ids" not in inspect.signature(getattr(self, name).forward).parameters:
+                return f"model.{name} ({type(getattr(self, name)).__name__})"
+        return None
 
     # -- generation -------------------------------------------------------------------------
 
@@ -156,3 +186,14 @@ class BLT(ByteLatentModel):
         """A cached generation session over `batch` rows of up to `capacity` positions
         (bltx/model/sessions/blt.py)."""
         return CachedBLT(self, batch, capacity, compiled)
+
+
+def _patch_documents(doc_ids: torch.Tensor, patch_ids: torch.Tensor, dec_patch_ids: torch.Tensor,
+                     num_patches: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(document of each patch [B, P], -1 for a padding patch; the decoder's patch ids with
+    -1 where the patch read lies in another document than the byte)."""
+    P = num_patches
+    # Every byte of a patch is in one document (a patch opens at each document's start).
+    patch_doc = doc_ids.new_full((doc_ids.shape[0], P), -1).scatter(1, patch_ids.clamp(0, P - 1), doc_ids)
+    read = patch_doc.gather(1, dec_patch_ids.clamp(0, P - 1))
+    return patch_doc, torch.where(read == doc_ids, dec_patch_ids, -1)

@@ -5,6 +5,8 @@ For every n in `ngram_sizes` and every hash function f, the n bytes ending at po
 p^(n-1) in wrapping int64 arithmetic, reduced modulo `hash_vocab`, and looked up in that
 (f, n) slice of one fused table. The primes and the slice order (function-major, then n)
 are those of the released BLT, so hash tables convert to and from HF checkpoints.
+With document ids (data.document_mask), ids of another document count as that padding, so
+an example's n-grams are those it would have at the start of a window.
 """
 
 from __future__ import annotations
@@ -45,10 +47,14 @@ def prime_powers(prime: int, n: int) -> list[int]:
     return [_wrap_int64(prime**i) for i in range(n)]
 
 
-def ngram_hash(ids: torch.Tensor, n: int, prime: int, vocab: int) -> torch.Tensor:
-    """Hash of the n ids ending at each position, in [0, vocab). ids [B, T] -> [B, T]."""
+def ngram_hash(ids: torch.Tensor, n: int, prime: int, vocab: int, doc: torch.Tensor | None = None) -> torch.Tensor:
+    """Hash of the n ids ending at each position, in [0, vocab). ids [B, T] -> [B, T];
+    `doc` [B, T] (optional): ids outside the position's document count as padding."""
     padded = F.pad(ids.long(), (n - 1, 0), value=0)
     windows = padded.unfold(1, n, 1)  # [B, T, n], oldest byte first
+    if doc is not None:
+        docs = F.pad(doc, (n - 1, 0), value=-1).unfold(1, n, 1)
+        windows = windows * (docs == doc[..., None])
     powers = torch.tensor(prime_powers(prime, n), dtype=torch.long, device=ids.device)
     return torch.remainder((windows * powers).sum(-1), vocab)
 
@@ -80,21 +86,21 @@ class HashNgramEmbedder(nn.Module):
         # A bag table: each position sums its rows of every slice in one lookup (sum_rows).
         self.hash_table = nn.EmbeddingBag(n_tables * cfg.hash_vocab, dim, mode="sum") if n_tables else None
 
-    def hash_ids(self, ids: torch.Tensor) -> list[torch.Tensor]:
+    def hash_ids(self, ids: torch.Tensor, doc_ids: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Row indices into `hash_table`, one [B, T] tensor per (function, n) slice."""
         out = []
         for f in range(self.cfg.hash_functions):
             prime = HASH_PRIMES[f % len(HASH_PRIMES)]
             for n in self.cfg.ngram_sizes:
-                out.append(ngram_hash(ids, n, prime, self.cfg.hash_vocab) + len(out) * self.cfg.hash_vocab)
+                out.append(ngram_hash(ids, n, prime, self.cfg.hash_vocab, doc_ids) + len(out) * self.cfg.hash_vocab)
         return out
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
         h = self.byte_table(ids)
         if self.hash_table is not None:
             # Hash ids are integer bookkeeping: no gradient, and cheap to recompute.
             with torch.no_grad():
-                rows = self.hash_ids(ids)
+                rows = self.hash_ids(ids, doc_ids)
             h = h + self.sum_rows(rows)
         return h
 

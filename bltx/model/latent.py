@@ -41,8 +41,9 @@ class LatentTransformer(nn.Module):
         self.layers = make_layers(cfg)
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps) if cfg.final_norm else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = run_layers(self.layers, x, self.cfg, None, self.backend)
+    def forward(self, x: torch.Tensor, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """`doc_ids` [B, P]: each patch's document; patches attend only inside theirs."""
+        x = run_layers(self.layers, x, self.cfg, None, self.backend, doc_ids)
         return self.norm(x) if self.norm is not None else x
 
     # -- cached generation (bltx/model/cache.py): one position per closed patch ----------------

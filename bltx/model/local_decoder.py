@@ -15,7 +15,7 @@ from torch import nn
 
 from bltx.bytes import VOCAB_SIZE
 from bltx.model import flop_math
-from bltx.model.attention import CrossAttention
+from bltx.model.attention import CrossAttention, causal_mask
 from bltx.model.cache import prefill_stack, StackCache
 from bltx.model.init import init_linear
 from bltx.model.local_encoder import patch_query_groups
@@ -62,7 +62,10 @@ class LocalDecoder(nn.Module):
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.output = nn.Linear(cfg.dim, VOCAB_SIZE, bias=False)
 
-    def forward(self, h: torch.Tensor, latent: torch.Tensor, dec_patch_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, latent: torch.Tensor, dec_patch_ids: torch.Tensor,
+                doc_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """`doc_ids` [B, T]: bytes attend only inside their document (the assembly has set
+        the patch ids of bytes whose patch lies in another document to -1: none read)."""
         B, T, d = h.shape
         P = latent.shape[1]
         k = self.cfg.cross_attn_k
@@ -72,7 +75,7 @@ class LocalDecoder(nn.Module):
         else:
             cross_mask = self.backend.group_mask(dec_patch_ids, patch_query_groups(B, P, k, h.device))
         rope = rope_for(self.cfg, T, h.device)
-        self_mask = self.backend.causal_mask(T, self.cfg.window, h.device)
+        self_mask = causal_mask(self.backend, T, self.cfg.window, h.device, doc_ids)
         for name, layer in self.layers.items():
             if name in self.cross_attn:
                 h = h + self.cross_attn[name](h, kv, cross_mask, self.backend)

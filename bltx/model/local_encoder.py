@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from bltx.model import flop_math
-from bltx.model.attention import SDPA, CrossAttention, SdpaMask
+from bltx.model.attention import SDPA, CrossAttention, SdpaMask, causal_mask
 from bltx.model.cache import StackCache, capture_inputs, prefill_stack
 from bltx.model.init import init_linear
 from bltx.model.patch_attention import PatchQueries
@@ -77,11 +77,15 @@ class LocalEncoder(ByteStackEncoder):
         )
         self.out_proj = nn.Linear(cfg.dim * k, latent_dim, bias=False) if cfg.dim * k != latent_dim else None
 
-    def forward(self, h: torch.Tensor, patch_ids: torch.Tensor, num_patches: int):
+    def forward(self, h: torch.Tensor, patch_ids: torch.Tensor, num_patches: int,
+                doc_ids: torch.Tensor | None = None):
+        """`doc_ids` [B, T]: bytes attend only inside their document. The cross-attention
+        needs nothing more: it is local to a patch, and no patch spans two documents (the
+        BLT assembly starts a patch at each document's first byte)."""
         B, T, d = h.shape
         k = self.cfg.cross_attn_k
         rope = rope_for(self.cfg, T, h.device)
-        self_mask = self.backend.causal_mask(T, self.cfg.window, h.device)
+        self_mask = causal_mask(self.backend, T, self.cfg.window, h.device, doc_ids)
         if self.cfg.cross_attn_layout == "patch":
             cross_mask = PatchQueries.build(patch_ids, num_patches, k)
         else:

@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bltx.model.attention import SelfAttention
+from bltx.model.attention import SelfAttention, causal_mask
 from bltx.model.mlp import FeedForward, default_ffn_dim
 from bltx.model.norm import RMSNorm
 from bltx.model.rope import rope_cos_sin
@@ -109,12 +109,14 @@ def rope_for(dims: TransformerDims, length: int, device) -> tuple[torch.Tensor, 
 
 
 def run_layers(layers: nn.ModuleDict, x: torch.Tensor, dims: TransformerDims, window: int | None,
-               backend) -> torch.Tensor:
+               backend, doc: torch.Tensor | None = None) -> torch.Tensor:
     """x [B, T, dim] through a causal stack (sliding `window`, or full when None): one rope
-    table and one mask shared by every layer. The forward of every plain stack."""
+    table and one mask shared by every layer. The forward of every plain stack. `doc`
+    [B, T]: positions attend only inside their document (RoPE is relative, so positions need
+    no reset at a document's start)."""
     T = x.shape[1]
     rope = rope_for(dims, T, x.device)
-    mask = backend.causal_mask(T, window, x.device)
+    mask = causal_mask(backend, T, window, x.device, doc)
     for layer in layers.values():
         x = layer(x, mask, rope, backend)
     return x

@@ -11,6 +11,10 @@ of the sequence; its mask also hides those keys. T is padded at the end to a mul
 W; padded keys come after every real query (hidden by causality) and padded queries are
 cut off. All shapes depend on (T, W) only, so the graph compiles with fullgraph=True, and
 the work is plain SDPA, so it runs forward and backward on CPU and CUDA.
+
+With document ids (data.document_mask), the band also requires query and key to be in the
+same document; the mask then has one [n_blocks, W, 2W] slice per batch row. Padding at the
+end is a document of its own, so a padded query still sees itself (no empty softmax row).
 """
 
 from __future__ import annotations
@@ -49,13 +53,14 @@ class BlockedWindow(RunsItself):
 
     length: int
     window: int
-    mask: torch.Tensor  # [1, n_blocks, W, 2W] bool: block b's queries x keys of blocks b-1, b
+    mask: torch.Tensor  # [1 or B, n_blocks, W, 2W] bool: block b's queries x keys of blocks b-1, b
 
     def attend(self, q, k, v, scale: float | None = None) -> torch.Tensor:
         return blocked_window_attention(q, k, v, self, scale)
 
 
-def blocked_window_mask(length: int, window: int, device) -> BlockedWindow:
+def blocked_window_mask(length: int, window: int, device, doc: torch.Tensor | None = None) -> BlockedWindow:
+    """`doc` [B, length]: document id of each position (keys of another document hidden)."""
     W = window
     n_blocks = -(-length // W)
     r = torch.arange(W, device=device)[:, None]  # query offset in its block
@@ -63,7 +68,15 @@ def blocked_window_mask(length: int, window: int, device) -> BlockedWindow:
     diff = W + r - c  # query position minus key position
     band = (diff >= 0) & (diff < W)
     key_pos = (torch.arange(n_blocks, device=device)[:, None, None] - 1) * W + c
-    return BlockedWindow(length, W, (band & (key_pos >= 0)).unsqueeze(0))
+    mask = (band & (key_pos >= 0)).unsqueeze(0)
+    if doc is not None:
+        end = n_blocks * W - length
+        # Front padding is hidden by key_pos already; end padding is one document (-2).
+        q_doc = F.pad(doc, (0, end), value=-2).reshape(-1, n_blocks, W)
+        k_doc = F.pad(doc, (W, end), value=-2).reshape(-1, n_blocks + 1, W)
+        k_doc = torch.cat([k_doc[:, :-1], k_doc[:, 1:]], dim=2)  # [B, n, 2W]
+        mask = mask & (q_doc[..., :, None] == k_doc[..., None, :])
+    return BlockedWindow(length, W, mask)
 
 
 def repeat_kv_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -91,5 +104,8 @@ def blocked_window_attention(q, k, v, mask: BlockedWindow, scale: float | None =
     # Keys of block b = blocks b-1 and b of the front-padded sequence, side by side.
     kk = torch.cat([kb[:, :-1], kb[:, 1:]], dim=2)
     vv = torch.cat([vb[:, :-1], vb[:, 1:]], dim=2)
-    out = F.scaled_dot_product_attention(qb, kk, vv, attn_mask=mask.mask, scale=scale)
+    band = mask.mask
+    if band.shape[0] > 1:  # one slice per batch row (document ids): the same for every head
+        band = band[:, None].expand(B, H, *band.shape[1:]).reshape(B * H, *band.shape[1:])
+    out = F.scaled_dot_product_attention(qb, kk, vv, attn_mask=band, scale=scale)
     return out.reshape(B, H, -1, D)[:, :, :T]

@@ -3,6 +3,8 @@
 bpb = (sum of next-id negative log-likelihoods, in bits) / (number of predicted real bytes).
 Special targets (EOS, BOS) add their cost to the numerator but are not counted as bytes, so
 bpb is the cost of the text itself, comparable across patchers and tokenizer-free models.
+Targets equal to IGNORE_ID (bltx/bytes.py: prompt bytes of fine-tuning data, padding) are
+not scored at all; `scored_targets` / `byte_targets` say which count, everywhere.
 
 Every model is called the same way, `model(ids, targets, entropies=...)`, and returns a
 ModelOutput (bltx/model/output.py) whose `nll` is the summed NLL in nats and whose `starts`
@@ -20,7 +22,7 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
-from bltx.bytes import IGNORE_ID, OFFSET
+from bltx.bytes import IGNORE_ID, byte_targets, scored_targets
 from bltx.precision import resolved_dtype
 
 
@@ -32,10 +34,10 @@ def autocast_context(device: torch.device, dtype: str):
 
 
 def next_byte_nll(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy in nats, computed in float32 whatever the logits' dtype; IGNORE_ID
-    targets cost nothing (and the mean is over the others)."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                           reduction=reduction, ignore_index=IGNORE_ID)
+    """Cross-entropy in nats, computed in float32 whatever the logits' dtype; targets equal
+    to IGNORE_ID cost nothing (a "mean" is over the scored targets only)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction=reduction,
+                           ignore_index=IGNORE_ID)
 
 
 @dataclass
@@ -46,6 +48,7 @@ class BpbResult:
     targets: int
     bytes: int
     patches: int  # 0 when the model does not patch
+    positions: int = 0  # input bytes read (0: as many as targets), the patch length's numerator
 
     @property
     def bpb(self) -> float:
@@ -57,7 +60,7 @@ class BpbResult:
 
     @property
     def mean_patch_length(self) -> float:
-        return self.targets / self.patches if self.patches else float("nan")
+        return (self.positions or self.targets) / self.patches if self.patches else float("nan")
 
     def __add__(self, other: "BpbResult") -> "BpbResult":
         """Totals of two evaluations (validation sources) together."""
@@ -85,20 +88,22 @@ def evaluate_bpb(
     """
     was_training = model.training
     model.eval()
-    totals = torch.zeros(4, dtype=torch.float64, device=device)  # nll, targets, bytes, patches
+    totals = torch.zeros(5, dtype=torch.float64, device=device)  # nll, targets, bytes, patches, positions
     try:
         for batch in batches:
             ids = batch["ids"].to(device)
             targets = batch["targets"].to(device)
-            ent = batch.get("entropies")
+            ent, docs = batch.get("entropies"), batch.get("doc_ids")
             with autocast_context(device, dtype):
-                out = model(ids, targets, entropies=None if ent is None else ent.to(device))
+                docs = {} if docs is None else {"doc_ids": docs.to(device)}
+                out = model(ids, targets, entropies=None if ent is None else ent.to(device), **docs)
             totals[0] += out.nll.double()
-            totals[1] += targets.numel()
-            totals[2] += (targets >= OFFSET).sum()
+            totals[1] += scored_targets(targets).sum()
+            totals[2] += byte_targets(targets).sum()
             if out.starts is not None:
                 totals[3] += out.starts.sum()
+            totals[4] += targets.numel()
     finally:
         model.train(was_training)
-    nll, n_targets, n_bytes, n_patches = reduce_sum(totals).tolist()
-    return BpbResult(nll, int(n_targets), int(n_bytes), int(n_patches))
+    nll, n_targets, n_bytes, n_patches, n_positions = reduce_sum(totals).tolist()
+    return BpbResult(nll, int(n_targets), int(n_bytes), int(n_patches), int(n_positions))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from bltx.bytes import OFFSET
+from bltx.bytes import byte_targets, scored_targets
 from bltx.config import recipe_to_toml
 from bltx.data.loader import build_data_for_recipe
 from bltx.train.loss import BpbResult, autocast_context, evaluate_bpb
@@ -38,6 +38,7 @@ from bltx.parallel import World, build_training_model, clip_grad_norm_
 from bltx.precision import resolve_dtype
 from bltx.sections import Recipe
 from bltx.train.checkpoint import CheckpointManager
+from bltx.train.data_checks import check_model_for_data
 from bltx.train.finite import local_state_finite
 from bltx.train.trainer_state import parse_trainer_state
 from bltx.train.metrics import MetricLogger
@@ -84,6 +85,7 @@ class Trainer:
         self.val_batches = [b for batches in self.val_sets.values() for b in batches]
 
         self.model = build_training_model(recipe, self.world)
+        check_model_for_data(self.model, recipe.data)
         self.optimizer = build_optimizer(self.model, recipe.optimizer, self.device)
         self.scheduler = build_scheduler(self.optimizer, recipe.lr_scheduler, self.total_steps)
         self.recipe_toml = recipe_to_toml(recipe)
@@ -193,7 +195,8 @@ class Trainer:
         nll_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         real_bytes = torch.zeros((), device=self.device, dtype=torch.float64)
         patches = torch.zeros((), device=self.device, dtype=torch.float64)
-        n_targets = 0
+        n_targets = torch.zeros((), device=self.device, dtype=torch.float64)  # scored (bltx/bytes.py)
+        positions = 0  # bytes read, trained on or not: throughput and patch length
         # Model extras (the forward's ModelOutput `aux_losses` and `stats`, dicts of scalar
         # tensors; learned chunking returns them): aux losses join the loss, and both are
         # summed here and logged as window means under their own names.
@@ -202,17 +205,20 @@ class Trainer:
             batch = next(self.train_batches)
             ids = batch["ids"].to(self.device, non_blocking=True)
             targets = batch["targets"].to(self.device, non_blocking=True)
-            ent = batch.get("entropies")
+            ent, docs = batch.get("entropies"), batch.get("doc_ids")
             with autocast_context(self.device, self.dtype):
-                out = self.model(ids, targets, entropies=None if ent is None else ent.to(self.device))
+                docs = {} if docs is None else {"doc_ids": docs.to(self.device, non_blocking=True)}
+                out = self.model(ids, targets, entropies=None if ent is None else ent.to(self.device), **docs)
             nll, starts, aux, stats = out.nll, out.starts, out.aux_losses or {}, out.stats or {}
-            loss = nll / targets.numel() + sum(aux.values())
+            scored = scored_targets(targets).sum()
+            loss = nll / scored.clamp_min(1) + sum(aux.values())
             (loss / cfg.grad_accum).backward()
             for name, value in {**aux, **stats}.items():
                 extras[name] = extras.get(name, 0.0) + value.detach().double() / cfg.grad_accum
             nll_sum += nll.detach().double()
-            real_bytes += (targets >= OFFSET).sum()
-            n_targets += targets.numel()
+            real_bytes += byte_targets(targets).sum()
+            n_targets += scored
+            positions += targets.numel()
             if starts is not None:
                 patches += starts.sum()
         grad_norm = clip_grad_norm_(self.model.parameters(), cfg.max_norm if cfg.max_norm > 0 else float("inf"))
@@ -229,8 +235,8 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         return {"nll": nll_sum, "real_bytes": real_bytes, "patches": patches, "targets": n_targets,
-                "grad_norm": grad_norm, "lr": lr, "applied": applied, "extras": extras, "steps": 1,
-                "stop": stop}
+                "positions": positions, "grad_norm": grad_norm, "lr": lr, "applied": applied,
+                "extras": extras, "steps": 1, "stop": stop}
 
     def evaluate(self) -> dict[str, float]:
         """Validation scalars over all sources; with several, also `bpb/NAME` per source."""
@@ -248,17 +254,18 @@ class Trainer:
         Per-shard sums are identical on the TP ranks of a shard, so the world-wide sum
         counts each shard `tp_size` times."""
         names = sorted(window["extras"])  # model extras ride in the same all-reduce
-        local = torch.stack([window["nll"], window["targets"], window["real_bytes"], window["patches"],
+        positions = torch.as_tensor(float(window["positions"]), dtype=torch.float64, device=self.device)
+        local = torch.stack([window["nll"], window["targets"], window["real_bytes"], window["patches"], positions,
                              *[torch.as_tensor(window["extras"][n], device=self.device) for n in names]]).double()
-        nll, n_targets, n_real, n_patches, *extra_sums = self.world.all_sum(local / self.world.tp_size).tolist()
+        nll, n_targets, n_real, n_patches, n_positions, *extra_sums = self.world.all_sum(local / self.world.tp_size).tolist()
         # Means over the window's steps and the data-parallel ranks.
         extra_means = {n: v / (window["steps"] * self.world.dp_size) for n, v in zip(names, extra_sums)}
         scalars = {
-            "loss": nll / n_targets,
+            "loss": nll / max(1.0, n_targets),
             "bpb": nll / math.log(2) / max(1.0, n_real),
-            "bytes_per_s": n_targets / elapsed,
+            "bytes_per_s": n_positions / elapsed,
             "patches_per_s": n_patches / elapsed if n_patches else None,
-            "mean_patch_length": n_targets / n_patches if n_patches else None,
+            "mean_patch_length": n_positions / n_patches if n_patches else None,
             "lr": window["lr"],
             "grad_norm": float(window["grad_norm"]),
             **extra_means,
@@ -309,13 +316,12 @@ class Trainer:
                 out = self.train_step()
                 if window is None:
                     window = dict(out)
-                    window["targets"] = torch.tensor(float(out["targets"]), dtype=torch.float64, device=self.device)
                 else:
-                    for key in ("nll", "real_bytes", "patches"):
+                    for key in ("nll", "real_bytes", "patches", "positions"):
                         window[key] = window[key] + out[key]
                     window["steps"] += 1
                     window["extras"] = {k: window["extras"].get(k, 0.0) + v for k, v in out["extras"].items()}
-                    window["targets"] = window["targets"] + out["targets"]
+                    window["targets"] = window["targets"] + out["targets"]  # a tensor: no host sync
                     window.update(grad_norm=out["grad_norm"], lr=out["lr"])
                 diverged = not out["applied"] and rc.training.on_nonfinite == "stop"
                 last = self.step == self.total_steps
