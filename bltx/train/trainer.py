@@ -39,6 +39,8 @@ from bltx.precision import resolve_dtype
 from bltx.protocols import has
 from bltx.sections import Recipe
 from bltx.train.checkpoint import CheckpointManager
+from bltx.train.finetune import build_for_training, finish_training_model
+from bltx.train.init_weights import load_init
 from bltx.train.metrics import MetricLogger
 from bltx.train.optim import build_optimizer
 from bltx.train.resume_check import check_resume
@@ -79,7 +81,9 @@ class Trainer:
         )
         self.val_batches = [b for batches in self.val_sets.values() for b in batches]
 
-        self.model = build_training_model(recipe, self.world)
+        # Adapters and frozen parameters are set on the meta build, before any parallelism.
+        self.model = build_training_model(recipe, self.world, build=build_for_training)
+        finish_training_model(self.model, recipe)
         # Asked once: does each forward leave aux losses and stats (bltx/protocols.py `extras`)?
         self.model_extras = has(self.model, "extras")
         self.optimizer = build_optimizer(self.model, recipe.optimizer, self.device)
@@ -99,6 +103,8 @@ class Trainer:
         if self.world.is_main:
             (self.dump_dir / "recipe.toml").write_text(self.recipe_toml + "\n", encoding="utf-8")
         self.resumed_from = self._maybe_resume()
+        if self.resumed_from is None and recipe.init.path:  # a fresh start from given weights
+            load_init(self.model, recipe, log=self.logger.message)
 
     # ---- state ---------------------------------------------------------------------------
 
