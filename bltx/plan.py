@@ -30,10 +30,12 @@ def count_params(module: torch.nn.Module) -> tuple[int, int]:
 
 
 def build_meta_model(recipe: Recipe) -> torch.nn.Module:
-    import bltx
+    """The model as training runs it: adapters attached, frozen parameters frozen (so the
+    trainable counts and training FLOPs are the run's)."""
+    from bltx.train.finetune import build_for_training
 
     with torch.device("meta"):
-        return bltx.build_model(recipe)
+        return build_for_training(recipe)
 
 
 def plan_table(recipe: Recipe, model: torch.nn.Module | None = None) -> list[tuple[str, int, int]]:
