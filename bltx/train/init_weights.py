@@ -169,7 +169,8 @@ def load_init(model: nn.Module, recipe, log=_say) -> None:
     """Fill `model` (built and materialised on any layout) with the weights of init.path."""
     path = init_path(recipe)
     targets, kept = _targets(model, recipe)
-    source = open_source(path, model, list(targets))
+    # Every name HF could hold (ignored parts too, so their HF tensors are not "unexpected").
+    source = open_source(path, model, [*targets, *(k for k in kept if not is_adapter_param(k))])
     if source is None:
         ckpt = _load_checkpoint(model, path, targets, recipe.init.ignore)
         where, kind = ckpt, "checkpoint"
