@@ -133,3 +133,46 @@ def test_bad_init_inputs_are_one_line_exit_2(hf_dir, tmp_path):
     torch.save(load_model_state(tmp_path / "hfrun"), tmp_path / "hf_shaped.pt")
     for src in (tmp_path / "hfrun", tmp_path / "hf_shaped.pt"):
         one_error_line(train(tmp_path / f"f_{src.stem}", src), "does not fit the model", "shape mismatches")
+
+
+def test_lora_run_exports_merged_and_matches_bltx(hf_dir, tmp_path):
+    import bltx
+
+    run = tmp_path / "run"
+    ok(train(run, hf_dir, "adapter={type=\"lora\", rank=4}", "optimizer.lr=0.05", steps=3))
+    ok(to_hf(run, tmp_path / "out"))
+    ids = random_ids()
+    model = bltx.load(run)  # adapters attached, not merged: the forward as trained
+    assert model.recipe.adapter["type"] == "lora"
+    trained_b = [p for n, p in model.named_parameters() if n.endswith("adapter.b")]
+    assert trained_b and any(p.abs().max() > 0 for p in trained_b)
+    with torch.no_grad():
+        ours = model(ids)
+    exported = hf_logits(tmp_path / "out", ids)
+    torch.testing.assert_close(exported, ours, rtol=0, atol=1e-4)
+    assert (exported - hf_logits(hf_dir, ids)).abs().max() > 1e-3  # the adapters did something
+
+
+def test_bltx_load_every_kind_and_tasks_read_model_folders(hf_dir, tmp_path):
+    import bltx
+
+    ids = random_ids()
+    ref = hf_logits(hf_dir, ids)
+    convert = subprocess.run([sys.executable, "tools/convert_hf.py", "to-bltx", str(hf_dir), str(tmp_path / "conv")],
+                             cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    ok(convert)
+    ok(train(tmp_path / "run", tmp_path / "conv", "optimizer.lr=1e-12"))  # [init] from a converted folder
+    from bltx.weights import find_checkpoint
+
+    for path in (hf_dir, tmp_path / "conv", tmp_path / "run", find_checkpoint(tmp_path / "run")):
+        model = bltx.load(path)
+        with torch.no_grad():
+            torch.testing.assert_close(model(ids), ref, rtol=0, atol=1e-4)
+        score = model.score("To be, or not to be")
+        assert score["bytes"] == 19 and score["bpb"] > 0
+        assert isinstance(model.generate("ab", max_bytes=4), str)
+    # eval.checkpoint names a HF folder: the folder's own model is evaluated.
+    proc = run_cli("recipes/tiny.toml", "--set", "job.task=eval", "--set", f"eval.checkpoint=\"{hf_dir}\"",
+                   "--set", f"job.dump_dir=\"{tmp_path / 'eval'}\"", "--set", "eval.steps=2",
+                   "--set", "data.seq_len=64", env=ENV)
+    assert f"eval {hf_dir}: bpb" in ok(proc)

@@ -47,15 +47,27 @@ def init_path(recipe) -> Path | None:
 
 
 def adopt_init_model(recipe, overrides=(), say=_say):
-    """With `init.path` a HF folder, replace the recipe's [model] by the one its config.json
-    describes, keeping `--set model...` overrides that do not change a weight's shape; one
+    """With `init.path` a HF folder (or a converted one), replace the recipe's [model] by the
+    one its config.json (model.toml) describes, keeping `--set model...` overrides that do not change a weight's shape; one
     that does (and disagrees) is a ConfigError. Other recipes are returned as they are."""
     from bltx.registry import validate
 
     path = init_path(recipe)
-    if path is None or not is_hf_folder(path) or (path / "model.toml").is_file():
+    if path is None:
         return recipe
-    table = hf_model_table(path)
+    if not path.exists():
+        raise CheckpointError(f"init.path {path} does not exist; name a Hugging Face BLT folder, a run "
+                              f"folder, a checkpoint or a .pt state dict")
+    if (path / "model.toml").is_file():  # a converted folder: its model.toml is the shape
+        from bltx.config import read_toml
+
+        table, origin = read_toml(path / "model.toml").get("model"), path / "model.toml"
+        if not isinstance(table, dict):
+            raise CheckpointError(f"{origin} has no [model] table; convert the folder again")
+    elif is_hf_folder(path):
+        table, origin = hf_model_table(path), path / CONFIG
+    else:
+        return recipe
     for text in overrides:
         parts, value = parse_override(text)
         if parts[0] != "model" or len(parts) < 2:
@@ -69,14 +81,14 @@ def adopt_init_model(recipe, overrides=(), say=_say):
                 break
         fixed = node.get(parts[-1], None) if found else None
         if found and parts[-1] in node and fixed != value and key not in FREE_KEYS:
-            raise ConfigError(f"--set model.{key}={value!r} disagrees with {path / CONFIG} ({fixed!r}); "
-                              f"with init.path a Hugging Face folder the model's shape comes from its "
-                              f"config: drop the override")
+            raise ConfigError(f"--set model.{key}={value!r} disagrees with {origin} ({fixed!r}); "
+                              f"with init.path a Hugging Face or converted folder the model's shape "
+                              f"comes from its config: drop the override")
         if found:
             node[parts[-1]] = value
     validate("model", table, "model")
     recipe.model = table
-    say(f"model: from {path / CONFIG} (replaces the recipe's [model])")
+    say(f"model: from {origin} (replaces the recipe's [model])")
     return recipe
 
 
