@@ -110,6 +110,9 @@ def export_hf(path: str | Path, out: str | Path) -> Path:
     merged into the weights; tensors in float32."""
     from bltx.interop.hf import to_hf
 
+    if is_hf_folder(Path(path)) and not (Path(path) / "model.toml").is_file():
+        raise CheckpointError(f"{path} is already a Hugging Face folder; to-hf takes a run, a trainer "
+                              f"checkpoint or a converted folder")
     model, _ = load_model(path, merge=True)
     hf = to_hf(model.float())
     out = Path(out)
