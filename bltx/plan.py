@@ -12,6 +12,7 @@ import os
 import torch
 
 from bltx.parallel.mesh import minimum_world_size
+from bltx.model.assembly import parameter_count
 from bltx.sections import Recipe
 
 # Mean patch length assumed for FLOPs when the patcher does not fix it (entropy patching):
@@ -19,27 +20,24 @@ from bltx.sections import Recipe
 ASSUMED_ENTROPY_PATCH_LENGTH = 4.5
 
 
-def count_params(module: torch.nn.Module) -> tuple[int, int]:
+def _counts(module: torch.nn.Module) -> tuple[int, int]:
     """(total, trainable) parameter counts; works on meta tensors."""
-    total = trainable = 0
-    for p in module.parameters():
-        total += p.numel()
-        if p.requires_grad:
-            trainable += p.numel()
-    return total, trainable
+    return parameter_count(module), parameter_count(module, trainable_only=True)
 
 
 def build_meta_model(recipe: Recipe) -> torch.nn.Module:
-    import bltx
+    """The model as training runs it: adapters attached, frozen parameters frozen (so the
+    trainable counts and training FLOPs are the run's)."""
+    from bltx.train.finetune import build_for_training
 
     with torch.device("meta"):
-        return bltx.build_model(recipe)
+        return build_for_training(recipe)
 
 
 def plan_table(recipe: Recipe, model: torch.nn.Module | None = None) -> list[tuple[str, int, int]]:
     model = model if model is not None else build_meta_model(recipe)
-    rows = [(name, *count_params(child)) for name, child in model.named_children()]
-    rows.append(("total", *count_params(model)))
+    rows = [(name, *_counts(child)) for name, child in model.named_children()]
+    rows.append(("total", *_counts(model)))
     return rows
 
 

@@ -39,6 +39,7 @@ BUILTINS: dict[str, tuple[str, ...]] = {
     "chunker": ("bltx.model.chunking",),
     "latent": ("bltx.model.latent", "bltx.model.recurrent_latent", "bltx.interop.llama"),
     "decoder": ("bltx.model.local_decoder",),
+    "adapter": ("bltx.model.adapters",),
     "entropy_model": ("bltx.model.entropy_model",),
     "attention": ("bltx.model.attention",),
     "optimizer": ("bltx.train.optim",),

@@ -93,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     from bltx.registry import get_registry
 
     recipe = load_recipe(args.recipe, args.overrides)
+    if recipe.init.path:  # a HF folder's config.json gives the model's shape
+        from bltx.train.init_weights import adopt_init_model
+
+        recipe = adopt_init_model(recipe, args.overrides)
     if args.print_config:
         print(recipe_to_toml(recipe))
         return 0

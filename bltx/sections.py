@@ -129,6 +129,25 @@ class DataConfig:
 
 
 @dataclass
+class ParamGroupConfig:
+    """One `optimizer.groups` entry: parameters whose names match `match` (globs; the first
+    group that matches a parameter takes it) get `lr_scale` x optimizer.lr and their own
+    weight decay (None: optimizer.weight_decay; vectors never decay)."""
+
+    match: list[str] = field(default_factory=list)
+    lr_scale: float = 1.0
+    weight_decay: float | None = None
+
+    def __post_init__(self):
+        if isinstance(self.match, str):
+            self.match = [self.match]
+        require(bool(self.match), "optimizer.groups[].match", self.match, "must name parameters, e.g. [\"latent.*\"]")
+        at_least("optimizer.groups[].lr_scale", self.lr_scale, 0.0)
+        if self.weight_decay is not None:
+            at_least("optimizer.groups[].weight_decay", self.weight_decay, 0.0)
+
+
+@dataclass
 class OptimizerConfig:
     # A registered optimizer (`@register("optimizer", NAME)`: fn(model, cfg, device)); a
     # plugin adds its own. Its hyperparameters are the fields below.
@@ -138,6 +157,8 @@ class OptimizerConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     eps: float = 1e-8
     fused: bool = True  # used only where the device supports it
+    # Per-part learning rates and weight decay by parameter-name globs (ParamGroupConfig).
+    groups: list[ParamGroupConfig] = field(default_factory=list)
 
     def __post_init__(self):
         registered("optimizer", self.type, "optimizer.type")
@@ -177,6 +198,10 @@ class TrainingConfig:
     # with one line and a non-zero exit (the newest checkpoint stays the last finite one);
     # "skip": drop that update, count it, and go on.
     on_nonfinite: Literal["stop", "skip"] = "stop"
+    # Parameter-name globs kept at their loaded/initial values: no gradient, no optimizer
+    # state, no weight decay (e.g. ["latent.*"] trains the local models around a frozen
+    # global transformer). An [adapter] freezes everything but its adapters by itself.
+    freeze: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         at_least("training.steps", self.steps, 0)
@@ -245,6 +270,19 @@ class CheckpointConfig:
     def __post_init__(self):
         at_least("checkpoint.interval", self.interval, 0, " (0: save only at the end)")
         at_least("checkpoint.keep_latest", self.keep_latest, 1)
+
+
+@dataclass
+class InitConfig:
+    """Start a fresh run from weights (bltx/train/init_weights.py): a Hugging Face BLT
+    `save_pretrained` folder (its config.json then gives [model]), a bltx run folder or
+    trainer checkpoint (model weights only, newest good checkpoint), or a `.pt` state dict.
+    The optimizer and schedule start fresh at step 0; a run with checkpoints of its own
+    resumes from those instead."""
+
+    path: str = ""
+    # Parameter-name globs left at their seeded init (a new decoder, a new patcher).
+    ignore: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -361,6 +399,10 @@ class Recipe:
         default_factory=ActivationCheckpointConfig
     )
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    # Adapters on Linear layers (bltx/model/adapters.py), e.g. {type = "lora", rank = 8,
+    # target = ["latent.*"]}; {} = none. With one, only the adapters train.
+    adapter: dict | None = component("adapter", optional=True)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)

@@ -197,3 +197,28 @@ def learned_reference(work) -> list[dict]:
 def test_learned_chunking_layout_matches_one_process(work, learned_reference, name, overrides):
     rows = launch(work / name, 2, *overrides, recipe=LEARNED)
     assert_matches(rows, learned_reference, FP32)
+
+
+# Starting from pretrained weights: [init] from a tiny random HF BltForCausalLM folder
+# (each FSDP rank reads its own rows of each safetensors tensor), with a frozen latent and
+# with LoRA (frozen and trained parameters in one FSDP unit), against one process.
+INIT_MATRIX = [
+    ("init_freeze_fsdp", ["training.freeze=[\"latent.*\"]"]),
+    ("init_lora_fsdp", ["adapter={type=\"lora\", rank=4}", "optimizer.lr=0.05"]),
+]
+
+
+@pytest.fixture(scope="module")
+def hf_dir(work) -> Path:
+    pytest.importorskip("transformers")
+    from hf_tiny import save_tiny_hf
+
+    return save_tiny_hf(work / "hf_tiny")
+
+
+@pytest.mark.parametrize("name,overrides", INIT_MATRIX, ids=[m[0] for m in INIT_MATRIX])
+def test_init_from_hf_on_fsdp_matches_one_process(work, hf_dir, name, overrides):
+    init = [f"init.path=\"{hf_dir}\"", *overrides]
+    single = launch(work / f"{name}_single", 1, f"data.batch_size={GLOBAL_BATCH}", *init)
+    rows = launch(work / name, 2, "parallelism.dp_shard=2", "data.batch_size=4", *init)
+    assert_matches(rows, single, FP32)

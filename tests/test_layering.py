@@ -22,7 +22,9 @@ LAYERS = [
 RANK = {room: i for i, (_, rooms) in enumerate(LAYERS) for room in rooms}
 # The generation work keeps its cache protocol beside the model (bltx/model/cache.py);
 # protocols.py re-exports it so a plugin author still reads one file.
-ALLOWED = {("bltx.protocols", "bltx.model.cache")}
+# `bltx.load(path)` is the package's front door to saved models (issue 22): a lazy
+# re-export, inside the function, of the engine's loader; nothing in core calls it.
+ALLOWED = {("bltx.protocols", "bltx.model.cache"), ("bltx", "bltx.train.pretrained"), ("bltx", "bltx.train.text")}
 
 
 def module_name(path: Path) -> str:

@@ -1,10 +1,13 @@
 """Convert BLT checkpoints between Hugging Face transformers and bltx.
 
     python tools/convert_hf.py to-bltx HF_DIR OUT_DIR   # save_pretrained folder -> model.toml + model.pt
-    python tools/convert_hf.py to-hf BLTX_DIR OUT_DIR   # model.toml + model.pt -> save_pretrained folder
+    python tools/convert_hf.py to-hf SRC OUT_DIR        # -> save_pretrained folder; SRC: a folder of
+                                                        # model.toml + model.pt, a trainer checkpoint
+                                                        # or a run folder (its newest good checkpoint)
 
 The bltx folder holds `model.toml` (a [model] table a recipe can include) and `model.pt`
-(the state dict, entropy model included). Bad input ends in one line on stderr, exit 2.
+(the state dict, entropy model included). Adapters (LoRA) of a run are merged into the
+exported weights. Bad input ends in one line on stderr, exit 2.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.direction == "to-bltx":
             out = hf.convert_hf_dir(args.src, args.dst)
         else:
-            out = hf.convert_bltx_dir(args.src, args.dst)
+            from bltx.train.pretrained import export_hf
+
+            out = export_hf(args.src, args.dst)
     except BltxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

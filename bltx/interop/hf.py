@@ -99,11 +99,17 @@ def bltx_key_to_hf(key: str, encoder_cross_index=lambda i: i) -> str | None:
 
 def _key_map(model) -> dict[str, str]:
     """bltx name -> HF name for every tensor in `model.state_dict()`."""
+    return hf_key_map(model, list(model.state_dict()))
+
+
+def hf_key_map(model, keys: list[str]) -> dict[str, str]:
+    """bltx name -> HF name for each of `keys` (bltx state-dict names of `model`, a BLT);
+    ConfigError on one HF has no counterpart for."""
     enc = model.encoder
     single = len(enc.cross_attn) == 1 and not enc.cfg.cross_attn_all_layers
     index = (lambda i: 0) if single else (lambda i: i)
     out = {}
-    for key in model.state_dict():
+    for key in keys:
         hf_key = bltx_key_to_hf(key, index)
         if hf_key is None:
             raise ConfigError(f"bltx weight '{key}' has no HF BltForCausalLM counterpart")

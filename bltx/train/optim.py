@@ -28,18 +28,29 @@ def _layout_key(p: torch.Tensor) -> tuple:
     return ("plain",)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay / no-decay groups, each split further by parameter layout (see `_layout_key`).
+def param_groups(model: nn.Module, weight_decay: float, user_groups=(), lr: float | None = None) -> list[dict]:
+    """Decay / no-decay groups, each split further by parameter layout (see `_layout_key`)
+    and by the recipe's `optimizer.groups` (the first whose globs match a parameter's name
+    sets its lr scale and weight decay). Frozen parameters are left out: no state, no decay.
     The split depends on the launch layout, so checkpoints store optimizer state per
     parameter name (flattened), never per group index: they load on any layout."""
+    from bltx.model.init import canonical_name
+    from bltx.train.finetune import check_globs, matches
+
+    named = [(canonical_name(n), p) for n, p in model.named_parameters() if p.requires_grad]
+    for i, g in enumerate(user_groups):
+        check_globs([n for n, _ in named], g.match, f"optimizer.groups[{i}].match")
     groups: dict[tuple, dict] = {}
-    for _, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
+    for name, p in named:
+        index = next((i for i, g in enumerate(user_groups) if matches(name, g.match)), None)
+        user = None if index is None else user_groups[index]
         decay = p.ndim >= 2
-        key = (decay, _layout_key(p))
+        key = (index, decay, _layout_key(p))
         if key not in groups:
-            groups[key] = {"params": [], "weight_decay": weight_decay if decay else 0.0}
+            wd = weight_decay if user is None or user.weight_decay is None else user.weight_decay
+            groups[key] = {"params": [], "weight_decay": wd if decay else 0.0}
+            if user is not None and lr is not None:
+                groups[key]["lr"] = lr * user.lr_scale
         groups[key]["params"].append(p)
     return list(groups.values())
 
@@ -53,7 +64,7 @@ def fused_supported(device: torch.device) -> bool:
 def build_adamw(model: nn.Module, cfg: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
     fused = cfg.fused and fused_supported(device)
     return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay),
+        param_groups(model, cfg.weight_decay, cfg.groups, cfg.lr),
         lr=cfg.lr,
         betas=tuple(cfg.betas),
         eps=cfg.eps,

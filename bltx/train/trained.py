@@ -12,14 +12,18 @@ from bltx.config import resolve_path
 from bltx.errors import CheckpointError
 from bltx.sections import Recipe
 from bltx.train.checkpoint import check_compatible, find_checkpoint, load_model_state, read_meta
+from bltx.train.pretrained import is_model_folder, load_model
 
 
 def checkpoint_for(recipe: Recipe, explicit: str, task: str) -> Path:
     """The checkpoint a task reads: `explicit` (e.g. eval.checkpoint), else
-    `checkpoint.load_path`, else the newest one in `job.dump_dir`."""
+    `checkpoint.load_path`, else the newest one in `job.dump_dir`. Each may name a run folder,
+    a trainer checkpoint, a converted folder (model.toml + model.pt) or a HF BLT folder."""
     for value, key in ((explicit, f"{task}.checkpoint"), (recipe.checkpoint.load_path, "checkpoint.load_path")):
         if value:
-            return find_checkpoint(resolve_path(recipe, value, key))
+            path = resolve_path(recipe, value, key)
+            # A converted or HF folder carries its model: load_trained_model reads it whole.
+            return path if is_model_folder(path) else find_checkpoint(path)
     try:
         return find_checkpoint(recipe.job.dump_dir)
     except CheckpointError:
@@ -34,7 +38,13 @@ def checkpoint_for_eval(recipe: Recipe) -> Path:
 
 
 def load_trained_model(recipe: Recipe, ckpt: Path, device: torch.device) -> torch.nn.Module:
-    """The recipe's model with the checkpoint's weights (shape-checked first)."""
+    """The recipe's model with the checkpoint's weights (shape-checked first); a converted
+    or HF folder's own model (its model.toml / config.json) with its weights. A run's
+    adapters are merged into the weights."""
+    if is_model_folder(ckpt):
+        return load_model(ckpt, device, base=recipe)[0]
+    if recipe.adapter:
+        return load_model(ckpt, device, merge=True)[0]
     with torch.device(device):
         model = bltx.build_model(recipe)
     if ckpt.is_dir():

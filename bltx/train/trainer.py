@@ -39,7 +39,9 @@ from bltx.precision import resolve_dtype
 from bltx.sections import Recipe
 from bltx.train.checkpoint import CheckpointManager
 from bltx.train.data_checks import check_model_for_data
+from bltx.train.finetune import build_for_training, finish_training_model
 from bltx.train.finite import local_state_finite
+from bltx.train.init_weights import load_init
 from bltx.train.trainer_state import parse_trainer_state
 from bltx.train.metrics import MetricLogger
 from bltx.train.optim import build_optimizer
@@ -84,7 +86,9 @@ class Trainer:
         )
         self.val_batches = [b for batches in self.val_sets.values() for b in batches]
 
-        self.model = build_training_model(recipe, self.world)
+        # Adapters and frozen parameters are set on the meta build, before any parallelism.
+        self.model = build_training_model(recipe, self.world, build=build_for_training)
+        finish_training_model(self.model, recipe)
         check_model_for_data(self.model, recipe.data)
         self.optimizer = build_optimizer(self.model, recipe.optimizer, self.device)
         self.scheduler = build_scheduler(self.optimizer, recipe.lr_scheduler, self.total_steps)
@@ -106,6 +110,8 @@ class Trainer:
         if self.world.is_main:
             (self.dump_dir / "recipe.toml").write_text(self.recipe_toml + "\n", encoding="utf-8")
         self.resumed_from = self._maybe_resume()
+        if self.resumed_from is None and recipe.init.path:  # a fresh start from given weights
+            load_init(self.model, recipe, log=self.logger.message)
 
     # ---- state ---------------------------------------------------------------------------
 
