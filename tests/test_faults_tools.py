@@ -72,7 +72,7 @@ def test_show_patches_bad_output_path_is_one_line(tmp_path):
     ("garbled_config", "not a valid JSON file"),
     ("garbage_weights", "not a torch.save file of plain tensors"),
     ("nan_weights", "holds non-finite weights"),
-    ("misshapen_weights", "does not fit model.toml"),
+    ("misshapen_weights", "does not fit its model"),
 ])
 def test_convert_hf_bad_input_is_one_line(tmp_path, capsys, case, expected):
     sys.path.insert(0, str(ROOT / "tools"))

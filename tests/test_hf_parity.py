@@ -8,6 +8,8 @@ a constant), then converted with `from_hf` and compared on logits and patch boun
 import pytest
 import torch
 
+import bltx
+
 transformers = pytest.importorskip("transformers")
 from transformers import BltConfig, BltForCausalLM  # noqa: E402
 
@@ -188,5 +190,5 @@ def test_incompatible_inputs_raise_bltx_errors():
     with pytest.raises(ConfigError, match="hidden_size_global"):
         interop.recipe_from_hf_config(bad)
     with pytest.raises(CheckpointError):
-        interop.load_bltx_dir("/nonexistent/folder")
+        bltx.load("/nonexistent/folder")
     assert issubclass(CheckpointError, BltxError)

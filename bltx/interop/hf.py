@@ -184,38 +184,6 @@ def save_bltx_dir(model, out_dir: str | Path) -> Path:
     return out
 
 
-def load_bltx_dir(path: str | Path):
-    """Build the model described by `model.toml` in `path` and load `model.pt`."""
-    from bltx.config import read_toml
-
-    d = Path(path)
-    if not (d / RECIPE_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
-        raise CheckpointError(f"{d} is not a bltx model folder: expected {RECIPE_FILE} and {WEIGHTS_FILE}")
-    table = read_toml(d / RECIPE_FILE).get("model")
-    if not isinstance(table, dict):
-        raise CheckpointError(f"{d / RECIPE_FILE} has no [model] table")
-    with torch.device("meta"):
-        model = build("model", table, where="model")
-    from bltx.weights import load_model_state
-
-    state = load_model_state(d / WEIGHTS_FILE)  # one line for garbage, non-tensors or NaN/inf
-    if not state:
-        raise CheckpointError(f"{d / WEIGHTS_FILE} holds no tensors")
-    own = model.state_dict()
-    wrong = next((k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)), None)
-    if wrong is not None:
-        raise CheckpointError(f"{d / WEIGHTS_FILE} does not fit {RECIPE_FILE}: '{wrong}' is "
-                              f"{list(state[wrong].shape)} there, {list(own[wrong].shape)} in the model")
-    model.to_empty(device="cpu")
-    model.to(next(iter(state.values())).dtype)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{d / WEIGHTS_FILE} does not fit {RECIPE_FILE}: missing {missing[:3]}, unexpected {unexpected[:3]}"
-        )
-    return model
-
-
 def convert_hf_dir(hf_dir: str | Path, out_dir: str | Path) -> Path:
     """HF `save_pretrained` folder -> bltx folder (model.toml + model.pt)."""
     from transformers import AutoConfig, BltForCausalLM
@@ -228,11 +196,3 @@ def convert_hf_dir(hf_dir: str | Path, out_dir: str | Path) -> Path:
         raise ConfigError(f"{src}: model_type is '{getattr(cfg, 'model_type', None)}', expected 'blt'")
     hf = BltForCausalLM.from_pretrained(src)
     return save_bltx_dir(from_hf(hf), out_dir)
-
-
-def convert_bltx_dir(bltx_dir: str | Path, out_dir: str | Path) -> Path:
-    """bltx folder (model.toml + model.pt) -> HF `save_pretrained` folder."""
-    hf = to_hf(load_bltx_dir(bltx_dir))
-    out = Path(out_dir)
-    hf.save_pretrained(out)
-    return out

@@ -48,6 +48,12 @@ def _build(recipe: Recipe, device) -> nn.Module:
 
 
 def _load_exact(model: nn.Module, state: dict, where) -> None:
+    """Load `state` into `model`, or one line naming the first tensor that does not fit."""
+    own = model.state_dict()
+    wrong = next((k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)), None)
+    if wrong is not None:
+        raise CheckpointError(f"{where} does not fit its model: '{wrong}' is {list(state[wrong].shape)} there, "
+                              f"{list(own[wrong].shape)} in the model (its model.toml or config.json)")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{where} does not fit its own model: missing {sorted(missing)[:3]}, "
@@ -72,8 +78,8 @@ def load_model(path: str | Path, device="cpu", base: Recipe | None = None,
             raise CheckpointError(f"{p / 'model.toml'} has no [model] table")
         recipe = _recipe_with_model(table, base)
         model = _build(recipe, device)
-        state = torch.load(p / "model.pt", map_location=device, weights_only=True)
-        _load_exact(model, state, p)
+        # the checked reader: one line for garbage, non-tensors or NaN/inf weights
+        _load_exact(model, load_model_state(p / "model.pt"), p / "model.pt")
     elif is_hf_folder(p):
         from bltx.interop.hf_folder import SafetensorsWeights, hf_model_table
         from bltx.interop.hf import hf_key_map
