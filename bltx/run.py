@@ -101,12 +101,12 @@ def run(args: argparse.Namespace) -> int:
         print(recipe_to_toml(recipe))
         return 0
     if args.dry_run:
-        from bltx.plan import print_plan
+        from bltx.dry_run import print_dry_run
 
         if args.world_size < 0:
             raise ConfigError(f"--world-size {args.world_size}: must be >= 1 (or 0: as the recipe's degrees need)")
 
-        print_plan(recipe, world_size=args.world_size)
+        print_dry_run(recipe, world_size=args.world_size)
         return 0
     task = get_registry("task").get(recipe.job.task, where="job.task")
     check_dump_dir(recipe.job.dump_dir)

@@ -17,7 +17,7 @@ LAYERS = [
     ("model", {"model", "patching"}),
     ("parallel", {"parallel"}),
     ("engine", {"data", "train", "infer", "eval", "interop"}),
-    ("top", {"tasks", "run", "plan", "__main__", "testing"}),
+    ("top", {"tasks", "run", "dry_run", "__main__", "testing"}),
 ]
 RANK = {room: i for i, (_, rooms) in enumerate(LAYERS) for room in rooms}
 # The generation work keeps its cache protocol beside the model (bltx/model/cache.py);
@@ -77,7 +77,7 @@ def test_imports_point_one_way():
 
 
 def test_model_and_patching_import_nothing_above_them():
-    above = {"train", "eval", "infer", "data", "parallel", "tasks", "interop", "run", "plan"}
+    above = {"train", "eval", "infer", "data", "parallel", "tasks", "interop", "run", "dry_run"}
     for folder in ("model", "patching"):
         for path in (ROOT / folder).rglob("*.py"):
             hits = [t for t, _ in imports(path) if t.startswith("bltx.") and room(t) in above]
@@ -85,8 +85,8 @@ def test_model_and_patching_import_nothing_above_them():
 
 
 def test_the_check_sees_function_level_imports():
-    # bltx/plan.py imports the memory estimate inside print_plan, not at the top.
-    assert "bltx.parallel.memory" in {t for t, _ in imports(ROOT / "plan.py")}
+    # bltx/dry_run.py imports the memory estimate inside print_dry_run, not at the top.
+    assert "bltx.parallel.memory" in {t for t, _ in imports(ROOT / "dry_run.py")}
 
 
 def import_cycles() -> list[list[str]]:

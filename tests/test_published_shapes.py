@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bltx.config import load_recipe
-from bltx.plan import plan_table
+from bltx.dry_run import parameter_rows
 from conftest import ROOT, run_cli
 
 PATCHER = dict(hidden_size=768, num_hidden_layers=14, num_attention_heads=12, intermediate_size=2048)
@@ -55,7 +55,7 @@ def hf_param_count(spec: dict) -> int:
 @pytest.mark.parametrize("size", ["1b", "8b"])
 def test_recipe_param_count_matches_released_model(size):
     recipe = load_recipe(ROOT / "recipes" / f"{size}.toml")
-    total = dict((name, t) for name, t, _ in plan_table(recipe))["total"]
+    total = dict((name, t) for name, t, _ in parameter_rows(recipe))["total"]
     assert total == hf_param_count(RELEASED[size])
 
 

@@ -34,7 +34,8 @@ def build_meta_model(recipe: Recipe) -> torch.nn.Module:
         return build_for_training(recipe)
 
 
-def plan_table(recipe: Recipe, model: torch.nn.Module | None = None) -> list[tuple[str, int, int]]:
+def parameter_rows(recipe: Recipe, model: torch.nn.Module | None = None) -> list[tuple[str, int, int]]:
+    """(part, parameters, trainable parameters) per top-level part of the model, then the total."""
     model = model if model is not None else build_meta_model(recipe)
     rows = [(name, *_counts(child)) for name, child in model.named_children()]
     rows.append(("total", *_counts(model)))
@@ -69,13 +70,13 @@ def flops_lines(recipe: Recipe, model: torch.nn.Module) -> list[str]:
     return lines
 
 
-def print_plan(recipe: Recipe, world_size: int = 0) -> None:
+def print_dry_run(recipe: Recipe, world_size: int = 0) -> None:
     from bltx.parallel.memory import dry_run_lines
 
     model = build_meta_model(recipe)
     print(f"recipe: {recipe.source or '(in code)'}  task: {recipe.job.task}")
     print(f"{'component':<24}{'params':>16}{'trainable':>16}")
-    for name, total, trainable in plan_table(recipe, model):
+    for name, total, trainable in parameter_rows(recipe, model):
         print(f"{name:<24}{total:>16,}{trainable:>16,}")
     print(
         f"data: seq_len={recipe.data.seq_len} batch_size={recipe.data.batch_size} "
