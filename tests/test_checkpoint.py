@@ -4,9 +4,9 @@ and `load_model_state` for code that only wants weights."""
 import pytest
 import torch
 
+from bltx.checkpoint import CheckpointManager, export_model_state, find_checkpoint, load_model_state
+from bltx.checkpoint import manager as ck
 from bltx.errors import CheckpointError
-from bltx.train import checkpoint as ck
-from bltx.train.checkpoint import CheckpointManager, export_model_state, find_checkpoint, load_model_state
 from conftest import run_cli
 from test_train_generic_model import write_recipe
 

@@ -9,10 +9,8 @@ import pickle
 import pytest
 import torch
 
-from bltx import manifest
+from bltx.checkpoint import CheckpointManager, load_model_state, manifest, saved_tensor_shapes
 from bltx.errors import CheckpointError
-from bltx.train.checkpoint import CheckpointManager, load_model_state
-from bltx.weights import saved_tensor_shapes
 
 
 def small_model():

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from bltx.run import main
-from bltx.weights import load_model_state
+from bltx.checkpoint import load_model_state
 
 SMALL = ["data.seq_len=128", "model.max_patches=64", "data.batch_size=4", "training.dtype=\"float32\"",
          "metrics.log_interval=1", "metrics.tensorboard=false", "metrics.progress_bar=false",

@@ -11,7 +11,7 @@ import shutil
 import pytest
 import torch
 
-from bltx import manifest
+from bltx.checkpoint import manifest
 from bltx.run import main
 from conftest import run_cli
 from test_checkpoint_integrity import Payload, flip_bytes

@@ -8,9 +8,9 @@ import os
 import pytest
 import torch
 
+from bltx.checkpoint import manager as ck
 from bltx.config import load_recipe
 from bltx.run import main
-from bltx.train import checkpoint as ck
 from bltx.train.trainer import Trainer
 from test_train_generic_model import write_recipe
 
@@ -79,7 +79,7 @@ def test_disk_full_during_a_save_is_one_line_removes_the_partial_save_and_resume
     owner, name, write = full_disk(where, ckpts / "step_00000002" / "COMPLETE")
     monkeypatch.setattr(owner, name, write)
     # A disk that is full reports little free space: what the message quotes.
-    monkeypatch.setattr("bltx.dcp_io.shutil.disk_usage", lambda p: __import__("shutil")._ntuple_diskusage(1, 1, 0))
+    monkeypatch.setattr("bltx.checkpoint.dcp_io.shutil.disk_usage", lambda p: __import__("shutil")._ntuple_diskusage(1, 1, 0))
     assert main([str(recipe)]) == 2
     line = one_line(capsys)
     assert "cannot write checkpoint" in line and "step_00000004: no space left on device (0.0 MiB free" in line

@@ -11,7 +11,7 @@ from bltx.data import IdStream, open_sources
 from bltx.data.sources import MAX_OPEN_FILES
 from bltx.errors import CheckpointError, DataError
 from bltx.run import main
-from bltx.weights import load_model_state
+from bltx.checkpoint import load_model_state
 from test_train_generic_model import write_recipe
 
 

@@ -103,7 +103,7 @@ def test_a_nan_in_the_optimizer_state_alone_marks_the_checkpoint_non_finite(tmp_
 
 def nan_entropy_weights(tmp_path, what: str):
     """The bundled entropy model's weights with one NaN (or one tensor of another shape)."""
-    from bltx.weights import load_model_state
+    from bltx.checkpoint import load_model_state
 
     state = load_model_state("bltx:tiny_shakespeare.entropy_lm.pt")
     key = next(k for k, v in state.items() if v.is_floating_point() and v.dim() == 2)

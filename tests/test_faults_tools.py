@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from bltx import manifest
+from bltx.checkpoint import manifest
 from bltx.model.debug import tiny_table
 from conftest import ROOT
 from test_train_generic_model import write_recipe

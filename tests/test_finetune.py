@@ -88,7 +88,7 @@ def test_freeze_latent_keeps_global_transformer_bitwise(hf_dir, tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in latent)
     assert sum(not torch.equal(before[k], after[k]) for k in decoder) > len(decoder) // 2
     # No optimizer state for frozen parameters.
-    from bltx.weights import find_checkpoint, saved_tensor_shapes
+    from bltx.checkpoint import find_checkpoint, saved_tensor_shapes
 
     opt = saved_tensor_shapes(find_checkpoint(tmp_path / "run"), prefix="optimizer.")
     assert any("decoder." in k for k in opt) and not any(".latent." in f".{k}" for k in opt)
@@ -128,7 +128,7 @@ def test_bad_init_inputs_are_one_line_exit_2(hf_dir, tmp_path):
     one_error_line(train(tmp_path / "e", hf_dir, "model.latent.dim=64"), "model.latent.dim=64", "disagrees")
     # Weights of another shape: the HF run's checkpoint into the recipe's own tiny model.
     ok(train(tmp_path / "hfrun", hf_dir, "optimizer.lr=1e-12"))
-    from bltx.weights import load_model_state
+    from bltx.checkpoint import load_model_state
 
     torch.save(load_model_state(tmp_path / "hfrun"), tmp_path / "hf_shaped.pt")
     for src in (tmp_path / "hfrun", tmp_path / "hf_shaped.pt"):
@@ -162,7 +162,7 @@ def test_bltx_load_every_kind_and_tasks_read_model_folders(hf_dir, tmp_path):
                              cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     ok(convert)
     ok(train(tmp_path / "run", tmp_path / "conv", "optimizer.lr=1e-12"))  # [init] from a converted folder
-    from bltx.weights import find_checkpoint
+    from bltx.checkpoint import find_checkpoint
 
     for path in (hf_dir, tmp_path / "conv", tmp_path / "run", find_checkpoint(tmp_path / "run")):
         model = bltx.load(path)

@@ -121,7 +121,7 @@ def test_trained_model_generates_cached_through_the_task(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ROMEO:")
     assert "recomputation" not in proc.stderr and "bytes/s" in proc.stderr.splitlines()[-1]
-    from bltx.train.checkpoint import find_checkpoint
+    from bltx.checkpoint import find_checkpoint
     from bltx.train.trained import load_trained_model
 
     model = load_trained_model(trainer.recipe, find_checkpoint(tmp_path / "run"), torch.device("cpu"))

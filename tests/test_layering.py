@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "bltx"
 
 CORE = {"registry", "schema", "config", "bytes", "errors", "protocols", "device", "precision",
-        "sections", "weights", "manifest", "dcp_io", "bundled", "checks", "paths"}
+        "sections", "checkpoint", "bundled", "checks", "paths"}
 LAYERS = [
     ("core", CORE | {""}),  # "" is bltx/__init__.py: load_recipe, build, register
     ("model", {"model", "patching"}),
@@ -49,9 +49,12 @@ def imports(path: Path):
             if node.level:
                 up = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(up + ([node.module] if node.module else []))
-            for alias in node.names:  # `from bltx import model` names a module
+            # `from bltx import model` (a package) and `from bltx.checkpoint import manifest`
+            # (a file) name a module; `from bltx.config import load_recipe` names its module.
+            for alias in node.names:
                 sub = f"{base}.{alias.name}"
-                yield (sub if (ROOT.parent / sub.replace(".", "/")).exists() else base), node.lineno
+                path = ROOT.parent / sub.replace(".", "/")
+                yield (sub if path.is_dir() or path.with_suffix(".py").is_file() else base), node.lineno
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
             if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
                 yield node.args[0].value, node.lineno
@@ -82,6 +85,13 @@ def test_model_and_patching_import_nothing_above_them():
         for path in (ROOT / folder).rglob("*.py"):
             hits = [t for t, _ in imports(path) if t.startswith("bltx.") and room(t) in above]
             assert hits == [], f"{path.relative_to(ROOT)} imports {hits}"
+
+
+def test_from_package_import_module_names_the_module_file():
+    # bltx/checkpoint/weights.py: `from bltx.checkpoint import manifest` is an arrow to
+    # bltx/checkpoint/manifest.py, not to the package's __init__ (which would be a cycle).
+    found = {t for t, _ in imports(ROOT / "checkpoint" / "weights.py")}
+    assert "bltx.checkpoint.manifest" in found and "bltx.checkpoint" not in found
 
 
 def test_the_check_sees_function_level_imports():

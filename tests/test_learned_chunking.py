@@ -143,7 +143,7 @@ def test_generation_is_the_greedy_choice_on_each_prefix():
 
 
 def test_training_moves_chunk_length_to_target_and_checkpoint_round_trips(tmp_path):
-    from bltx.train.checkpoint import find_checkpoint
+    from bltx.checkpoint import find_checkpoint
     from bltx.train.trained import load_trained_model
     from bltx.train.trainer import Trainer
 

@@ -216,7 +216,7 @@ def test_blt_float8_keeps_head_embeddings_and_patcher_high_precision():
 def test_activation_checkpointing_exact_and_names_stable(mode, tmp_path):
     """The trainer with AC gives the losses of the trainer without it, and its checkpoint
     holds the plain parameter names (it loads into a model without AC)."""
-    from bltx.weights import load_model_state
+    from bltx.checkpoint import load_model_state
 
     expected = train_losses(tmp_path / "none")
     got = train_losses(tmp_path / mode, f"activation_checkpoint.mode=\"{mode}\"")

@@ -38,7 +38,7 @@ def load_model(recipe_path: str | None, checkpoint: str | None, overrides: list[
     ckpt = None
     saved = False
     if checkpoint:
-        from bltx.train.checkpoint import find_checkpoint
+        from bltx.checkpoint import find_checkpoint
 
         ckpt = find_checkpoint(Path(checkpoint))
         if recipe_path is None:

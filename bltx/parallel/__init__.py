@@ -1,5 +1,5 @@
 """Scaling layer: device mesh, FSDP2, tensor parallel, float8, activation checkpointing,
-per-block compile, sharded checkpoints and a per-rank memory estimate.
+per-block compile and a per-rank memory estimate (checkpoints: bltx/checkpoint).
 
 Trainer's use:
 
@@ -12,7 +12,6 @@ Trainer's use:
 """
 
 from bltx.parallel.apply import build_training_model, check_plan, materialize, parallelize, parameters_on_meta
-from bltx.parallel.checkpoint import full_state, load_full_state
 from bltx.parallel.grad import clip_grad_norm_
 from bltx.parallel.mesh import Degrees, build_mesh, resolve_degrees
 from bltx.parallel.plans import ParallelPlan, plan_for, register_plan
@@ -26,8 +25,6 @@ __all__ = [
     "build_training_model",
     "check_plan",
     "clip_grad_norm_",
-    "full_state",
-    "load_full_state",
     "materialize",
     "parameters_on_meta",
     "parallelize",

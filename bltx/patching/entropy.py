@@ -31,7 +31,7 @@ from bltx.patching.base import Patcher
 from bltx.protocols import has
 from bltx.registry import build, register
 from bltx.schema import component
-from bltx.weights import load_model_state
+from bltx.checkpoint import load_model_state
 
 
 def starts_from_entropies(

@@ -30,7 +30,7 @@ from bltx.sections import Recipe
 
 def _entropy_lm_with_weights(recipe: Recipe, device: torch.device):
     """The recipe's entropy_lm model loaded from its checkpoint, and the checkpoint path."""
-    from bltx.train.checkpoint import find_checkpoint, load_model_state
+    from bltx.checkpoint import find_checkpoint, load_model_state
 
     if recipe.model.get("type") != "entropy_lm":
         raise ConfigError(

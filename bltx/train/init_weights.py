@@ -202,8 +202,8 @@ def load_init(model: nn.Module, recipe, log=_say) -> None:
 def _load_checkpoint(model: nn.Module, path: Path, targets: dict, ignore) -> Path:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, set_model_state_dict
 
-    from bltx.dcp_io import load_state
-    from bltx.weights import find_checkpoint, saved_tensor_shapes
+    from bltx.checkpoint import find_checkpoint, saved_tensor_shapes
+    from bltx.checkpoint.dcp_io import load_state
 
     ckpt = find_checkpoint(path)
     saved = {k: tuple(size) for k, (size, _) in saved_tensor_shapes(ckpt).items()}

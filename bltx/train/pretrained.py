@@ -66,7 +66,7 @@ def load_model(path: str | Path, device="cpu", base: Recipe | None = None,
     doc). `base`: the recipe whose other sections a folder without one takes (data, ...)."""
     from bltx.config import read_toml, recipe_from_table
     from bltx.model.adapters import merge_adapters
-    from bltx.weights import find_checkpoint, load_model_state
+    from bltx.checkpoint import find_checkpoint, load_model_state
 
     p = Path(path)
     if not p.exists():

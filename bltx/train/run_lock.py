@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from bltx.errors import ConfigError
-from bltx.weights import warn
+from bltx.checkpoint.weights import warn
 
 LOCK = "run.lock"
 

@@ -11,7 +11,7 @@ import bltx
 from bltx.config import resolve_path
 from bltx.errors import CheckpointError
 from bltx.sections import Recipe
-from bltx.train.checkpoint import check_compatible, find_checkpoint, load_model_state, read_meta
+from bltx.checkpoint import check_compatible, find_checkpoint, load_model_state, read_meta
 from bltx.train.pretrained import is_model_folder, load_model
 
 
@@ -52,7 +52,7 @@ def load_trained_model(recipe: Recipe, ckpt: Path, device: torch.device) -> torc
         if read_meta(ckpt).get("finite", True) is not True:  # weights or Adam moments went NaN/inf
             raise CheckpointError(f"checkpoint {ckpt} holds non-finite weights or optimizer state "
                                   f"(meta.json \"finite\": false); use an earlier checkpoint")
-    state = load_model_state(ckpt)  # refuses NaN/inf weights (bltx/weights.py require_finite)
+    state = load_model_state(ckpt)  # refuses NaN/inf weights (bltx/checkpoint/weights.py require_finite)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from bltx.bytes import byte_targets, scored_targets
+from bltx.checkpoint import CheckpointManager, check_resume, find_checkpoint, local_state_finite, parse_trainer_state
 from bltx.config import recipe_to_toml
 from bltx.data.loader import build_data_for_recipe
 from bltx.train.loss import BpbResult, autocast_context, evaluate_bpb
@@ -37,15 +38,11 @@ from bltx.errors import BltxError
 from bltx.parallel import World, build_training_model, clip_grad_norm_
 from bltx.precision import resolve_dtype
 from bltx.sections import Recipe
-from bltx.train.checkpoint import CheckpointManager
 from bltx.train.data_checks import check_model_for_data
 from bltx.train.finetune import build_for_training, finish_training_model
-from bltx.train.finite import local_state_finite
 from bltx.train.init_weights import load_init
-from bltx.train.trainer_state import parse_trainer_state
 from bltx.train.metrics import MetricLogger
 from bltx.train.optim import build_optimizer
-from bltx.train.resume_check import check_resume
 from bltx.train.schedule import build_scheduler
 
 # Exit code of a run stopped by a non-finite loss or gradient (training.on_nonfinite = "stop").
@@ -163,8 +160,6 @@ class Trainer:
             found = named, loaded
         if found is None:
             return None
-        from bltx.weights import find_checkpoint
-
         path, loaded = found
         # After the load, so a checkpoint of another shape gets the load's "another model"
         # error; a shape-preserving model change is caught here, before any step runs.

@@ -3,7 +3,7 @@
 
 This sits below `patching/`, `model/` and `train/` so any of them can load weights (the
 entropy patcher loads its entropy model's weights here); writing checkpoints belongs to
-`train/checkpoint.py`.
+`manager.py` beside it.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Callable
 import torch
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
-from bltx import manifest
 from bltx.bundled import PREFIX as BUNDLED_PREFIX
 from bltx.bundled import bundled_path
-from bltx.dcp_io import load_state, quiet_dcp, read_metadata  # noqa: F401  (quiet_dcp re-exported)
+from bltx.checkpoint import manifest
+from bltx.checkpoint.dcp_io import load_state, read_metadata
+from bltx.checkpoint.manifest import MARKER
 from bltx.errors import CheckpointError
-from bltx.manifest import MARKER
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -34,7 +34,7 @@ def warn(message: str) -> None:
 
 
 def step_dir_name(step: int) -> str:
-    if step < 0:  # a parsed trainer state never has one (bltx/train/trainer_state.py)
+    if step < 0:  # a parsed trainer state never has one (trainer_state.py)
         raise ValueError(f"step {step} < 0")
     return f"step_{step:08d}"
 

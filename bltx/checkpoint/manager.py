@@ -9,7 +9,7 @@ Layout under the run's dump folder:
                                plain values, read with weights_only=True)
         recipe.toml            the merged recipe that produced it
         meta.json              step, time, whether it holds optimizer state, whether finite
-        manifest.json          size and sha256 of every file above (bltx/manifest.py)
+        manifest.json          size and sha256 of every file above (manifest.py)
         COMPLETE               written last: a folder without it is never loaded
       .tmp_step_00000300/      a save in progress (or one a crash interrupted)
 
@@ -20,7 +20,7 @@ checkpoints untouched and at worst a stray `.tmp_*` folder, which the next save 
 Loading verifies the manifest first: resume (`latest()`) skips, with one line each, newer
 checkpoints that fail and takes the newest good one; a checkpoint named explicitly that
 fails is a CheckpointError. Nothing is unpickled beyond DCP's own index classes
-(bltx/dcp_io.py).
+(dcp_io.py).
 
 Pruning keeps the `keep_latest` most recent checkpoints, where this run's saves are the
 most recent (in the order it made them) and checkpoints already in the folder rank after
@@ -54,23 +54,21 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from bltx import manifest
-from bltx.dcp_io import load_state, save_failure
-from bltx.errors import CheckpointError
-from bltx.train.rng_state import load_rng, save_rng
-from bltx.weights import (  # noqa: F401  (re-exported: the trainer's checkpoint API)
+from bltx.checkpoint import manifest
+from bltx.checkpoint.dcp_io import load_state, quiet_dcp, save_failure
+from bltx.checkpoint.rng_state import load_rng, save_rng
+from bltx.checkpoint.weights import (
     MARKER,
     checkpoint_problem,
     complete_checkpoints,
     find_checkpoint,
-    latest_checkpoint,
     load_model_state,
     newest_good_checkpoint,
-    quiet_dcp,
     saved_tensor_shapes,
     step_dir_name,
     warn,
 )
+from bltx.errors import CheckpointError
 
 META = "meta.json"
 # Optimizer state keyed by parameter name, never by param-group index: the optimizer's
@@ -319,11 +317,11 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bltx.train.checkpoint export CKPT OUT.pt [--dtype bfloat16]`."""
+    """`python -m bltx.checkpoint export CKPT OUT.pt [--dtype bfloat16]`."""
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m bltx.train.checkpoint")
+    parser = argparse.ArgumentParser(prog="python -m bltx.checkpoint")
     sub = parser.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("export", help="write a checkpoint's model weights as a .pt state dict")
     ex.add_argument("checkpoint")
@@ -337,7 +335,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
