@@ -24,7 +24,7 @@ from importlib import metadata
 from typing import Any, Callable
 
 from bltx.errors import ConfigError
-from bltx.schema import did_you_mean, set_component_validator, to_dataclass
+from bltx.schema import ComponentTable, did_you_mean, set_component_parser, to_dataclass
 
 # Where bltx's own components of each kind live, as module names: the first lookup of a
 # kind imports that kind's modules and nothing else. The registry is core and names the
@@ -154,7 +154,12 @@ def _split_table(kind: str, table: Any, where: str) -> tuple[str, dict]:
 
 
 def validate(kind: str, table: Any, where: str = "") -> Any:
-    """Check a component table without building it; returns the parsed Config (or None)."""
+    """The Config a component table parses to (or None for a component without options),
+    without building it; a table parsed before (a `ComponentTable`) is not parsed again."""
+    if isinstance(table, ComponentTable):
+        parsed, config = table.parsed_config(kind)
+        if parsed:
+            return config
     name, rest = _split_table(kind, table, where)
     where = where or kind
     cls = get_registry(kind).get(name, where=f"{where}.type")
@@ -183,7 +188,12 @@ def build(kind: str, table: Any, where: str = "", **context) -> Any:
     return cls(*args, **context)
 
 
-set_component_validator(validate)
+def parse(kind: str, table: Any, where: str = "") -> ComponentTable:
+    """A component table checked once: the same table, carrying the Config it parses to."""
+    return ComponentTable(table, kind, validate(kind, table, where))
+
+
+set_component_parser(parse)
 
 
 def load_plugins(modules: list[str] | tuple[str, ...] = (), entry_points: bool = True) -> None:

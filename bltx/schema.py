@@ -8,6 +8,7 @@ offending value so the one-line message points at the exact place in the recipe.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -19,15 +20,34 @@ from bltx.errors import ConfigError
 # Metadata key marking a `dict` field as a nested component table of a registry kind,
 # e.g. `patcher: dict = component("patcher", {"type": "byte"})`.
 COMPONENT_KIND = "bltx_component_kind"
-# How a nested component table is checked against its registered Config. bltx/registry.py
-# (which builds on this module) installs its `validate` here when imported, so the schema
+# How a nested component table is parsed into its registered Config. bltx/registry.py
+# (which builds on this module) installs its `parse` here when imported, so the schema
 # never imports the registry: the dependency points one way.
-_component_validator = None
+_component_parser = None
 
 
-def set_component_validator(validate) -> None:
-    global _component_validator
-    _component_validator = validate
+def set_component_parser(parse) -> None:
+    global _component_parser
+    _component_parser = parse
+
+
+class ComponentTable(dict):
+    """A component table parsed once, at recipe load: still the plain table (read it, save it
+    as TOML, copy it and override keys), carrying the `Config` object it parsed to, which
+    `build` uses instead of parsing it again. A table changed in place after parsing no
+    longer matches what it parsed from, and is parsed afresh by whoever builds it."""
+
+    def __init__(self, table: dict, kind: str, config: Any):
+        super().__init__(table)
+        self.kind = kind
+        self.config = config
+        self._parsed_from = copy.deepcopy(dict(table))
+
+    def parsed_config(self, kind: str) -> tuple[bool, Any]:
+        """(True, Config) when this table was parsed as `kind` and is unchanged since."""
+        if kind == self.kind and dict(self) == self._parsed_from:
+            return True, self.config
+        return False, None
 
 
 def component(kind: str, default: dict | None = None, optional: bool = False):
@@ -109,10 +129,10 @@ def _coerce(value: Any, tp: Any, where: str, kind: str | None) -> Any:
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {value!r}")
-        if kind is not None and _component_validator is not None:
-            # Validate the nested component table now; keep the plain dict so it can be
-            # overridden and rebuilt later.
-            _component_validator(kind, value, where)
+        if kind is not None and _component_parser is not None:
+            # Parse the nested component table now, once: a bad table fails at recipe load,
+            # and the Config it becomes travels with the table to `build`.
+            return _component_parser(kind, value, where)
         return value
     if tp is bool:
         if not isinstance(value, bool):
@@ -151,15 +171,27 @@ def to_dataclass(cls: type, table: dict, where: str = "") -> Any:
             )
         kind = fields[key].metadata.get(COMPONENT_KIND)
         kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}", kind)
-    # Validate component tables left at their defaults too: a default must be buildable.
+    # Component tables left at their defaults are parsed too: a default must be buildable,
+    # and the config's own checks (__post_init__) then see parsed tables.
+    for key, f in fields.items():
+        kind = f.metadata.get(COMPONENT_KIND)
+        if key not in kwargs and kind is not None and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+            if default is not None:
+                kwargs[key] = _coerce(default, hints[key], f"{prefix}{key}", kind)
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field was not given
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
     except ValueError as exc:  # __post_init__ checks raise ValueError with a reason
         text = str(exc)
-        # Section checks name their key in full ("training.steps = -1: ..."): no prefix then.
-        if not (where and text.startswith(f"{where}.")):
+        # Checks say "KEY = VALUE: rule" (bltx/checks.py). Section checks name their key in
+        # full ("training.steps = -1: ..."); a component's names its field, which gets the
+        # table's path ("n_heads = 3" -> "model.encoder.n_heads = 3").
+        key = text.split(" = ", 1)[0]
+        if where and key in fields:
+            text = f"{where}.{text}"
+        elif not (where and text.startswith(f"{where}.")):
             text = f"{where or cls.__name__}: {text}"
         raise ConfigError(text) from None
 

@@ -109,10 +109,8 @@ class DataConfig:
     document_mask: bool = False
 
     def __post_init__(self):
-        if self.seq_len < 2:
-            raise ValueError(f"data.seq_len must be >= 2, got {self.seq_len}")
-        if self.batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        at_least("data.seq_len", self.seq_len, 2)
+        at_least("data.batch_size", self.batch_size, 1)
         between("data.validation_fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
         require(bool(self.text_field), "data.text_field", self.text_field, "must name a field")
         at_least("data.shuffle_buffer", self.shuffle_buffer, 0, " (0: shuffle all windows)")

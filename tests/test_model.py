@@ -154,13 +154,13 @@ def test_flex_backend_forward_matches_sdpa():
 @pytest.mark.parametrize(
     "table, match",
     [
-        ({"decoder": {"type": "local", "dim": 64, "n_heads": 2}}, "decoder.dim .64. must equal encoder.dim .32."),
+        ({"decoder": {"type": "local", "dim": 64, "n_heads": 2}}, "model.decoder.dim .64. must equal model.encoder.dim .32."),
         ({"attention": "flash9"}, "unknown attention backend 'flash9'"),
         ({"latent": {"type": "mamba"}}, "unknown latent 'mamba'"),
         ({"encoder": {"type": "local", "dim": 30, "n_heads": 4}}, "divisible by n_heads"),
         ({"encoder": {"type": "local", "dimm": 32}}, "unknown key 'model.encoder.dimm'"),
         ({"patcher": {"type": "entropy", "rule": "monotonic"}}, "needs relative_threshold"),
-        ({"max_patches": 0}, "max_patches must be >= 1"),
+        ({"max_patches": 0}, "model.max_patches = 0: must be >= 1"),
     ],
 )
 def test_bad_config_is_one_line_config_error(table, match):

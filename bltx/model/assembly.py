@@ -23,10 +23,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from bltx.checks import at_least
 from bltx.errors import ConfigError
 from bltx.model.attention import attention_backend, check_backend_name
 from bltx.protocols import FlopTerm, check
-from bltx.registry import build, validate
+from bltx.registry import build
 from bltx.schema import component
 
 
@@ -42,17 +43,9 @@ class ByteLatentConfig:
     attention: str = "sdpa"
 
     def __post_init__(self):
-        if self.max_patches is not None and self.max_patches < 1:
-            raise ValueError(f"max_patches must be >= 1, got {self.max_patches}")
+        if self.max_patches is not None:
+            at_least("max_patches", self.max_patches, 1, " (or unset: the sequence length)")
         check_backend_name(self.attention)
-        enc = validate("encoder", self.encoder, "model.encoder")
-        dec = validate("decoder", self.decoder, "model.decoder")
-        enc_dim, dec_dim = getattr(enc, "dim", None), getattr(dec, "dim", None)
-        if enc_dim is not None and dec_dim is not None and enc_dim != dec_dim:
-            raise ValueError(
-                f"decoder.dim ({dec_dim}) must equal encoder.dim ({enc_dim}): "
-                f"the decoder reads the encoder's byte states"
-            )
 
 
 class ByteLatentModel(nn.Module):
@@ -89,6 +82,10 @@ class ByteLatentModel(nn.Module):
         self.byte_embedder = self.build_part("byte_embedder", cfg.byte_embedder, dim=local_dim)
         self.decoder = self.build_part("decoder", cfg.decoder, latent_dim=latent_dim, local_dim=local_dim,
                                        backend=self.backend)
+        decoder_dim = _int_dim(self.decoder, "model.decoder")
+        if decoder_dim != local_dim:  # one check for every decoder, on the widths as built
+            raise ConfigError(f"model.decoder.dim ({decoder_dim}) must equal model.encoder.dim ({local_dim}): "
+                              f"the decoder reads the encoder's byte states")
         return latent_dim, local_dim
 
     @staticmethod

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bltx.checks import at_least, finite, require
 from bltx.model.init import init_linear, local_part
 from bltx.model.recurrent_latent import linear_scan
 from bltx.registry import register
@@ -104,10 +105,9 @@ class CosineRouter(nn.Module):
         identity_init: bool = True
 
         def __post_init__(self):
-            if self.target_length <= 1.0:
-                raise ValueError(f"target_length must be > 1, got {self.target_length}")
-            if self.ratio_loss_weight < 0:
-                raise ValueError(f"ratio_loss_weight must be >= 0, got {self.ratio_loss_weight}")
+            require(finite(self.target_length) and self.target_length > 1.0, "target_length", self.target_length,
+                    "must be a finite number > 1 (mean bytes per chunk)")
+            at_least("ratio_loss_weight", float(self.ratio_loss_weight), 0.0)
 
     def __init__(self, cfg: Config, dim: int, latent_dim: int, **context):
         super().__init__()

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bltx.checks import at_least, require
 from bltx.bytes import VOCAB_SIZE
 from bltx.model.init import init_embedding
 from bltx.registry import register
@@ -70,12 +71,9 @@ class HashNgramEmbedder(nn.Module):
         hash_functions: int = 1
 
         def __post_init__(self):
-            if any(n < 1 for n in self.ngram_sizes):
-                raise ValueError(f"ngram_sizes must be >= 1, got {self.ngram_sizes}")
-            if self.hash_vocab < 1:
-                raise ValueError(f"hash_vocab must be >= 1, got {self.hash_vocab}")
-            if self.hash_functions < 0:
-                raise ValueError(f"hash_functions must be >= 0, got {self.hash_functions}")
+            require(all(n >= 1 for n in self.ngram_sizes), "ngram_sizes", self.ngram_sizes, "must all be >= 1")
+            at_least("hash_vocab", self.hash_vocab, 1)
+            at_least("hash_functions", self.hash_functions, 0)
 
     def __init__(self, cfg: Config, dim: int, **context):
         super().__init__()

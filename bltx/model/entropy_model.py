@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bltx.checks import at_least
 from bltx.bytes import VOCAB_SIZE
 from bltx.model.causal_lm import CausalLM
 from bltx.model.transformer import TransformerDims
@@ -35,8 +36,8 @@ class EntropyTransformer(CausalLM):
 
         def __post_init__(self):
             super().__post_init__()
-            if self.window is not None and self.window < 1:
-                raise ValueError(f"window must be >= 1 or unset, got {self.window}")
+            if self.window is not None:
+                at_least("window", self.window, 1, " (or unset: full causal)")
 
     def __init__(self, cfg: Config, backend, **context):
         super().__init__(cfg, VOCAB_SIZE, backend, window=cfg.window)

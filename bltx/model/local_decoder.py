@@ -42,13 +42,6 @@ class LocalDecoder(nn.Module):
 
     def __init__(self, cfg: Config, latent_dim: int, backend, local_dim: int | None = None, **context):
         super().__init__()
-        from bltx.errors import ConfigError
-
-        if local_dim is not None and local_dim != cfg.dim:
-            raise ConfigError(
-                f"model.decoder.dim ({cfg.dim}) must equal model.encoder.dim ({local_dim}): "
-                f"the decoder reads the encoder's byte states"
-            )
         self.cfg = cfg
         self.dim = cfg.dim
         self.backend = backend

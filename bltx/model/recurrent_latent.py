@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bltx.checks import at_least
 from bltx.model.cache import capture_inputs
 from bltx.model.init import init_children, init_linear
 from bltx.model.mlp import FeedForward, default_ffn_dim
@@ -131,8 +132,7 @@ class RecurrentLatent(nn.Module):
 
         def __post_init__(self):
             for name in ("dim", "n_layers"):
-                if getattr(self, name) < 1:
-                    raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                at_least(name, getattr(self, name), 1)
 
         @property
         def hidden_dim(self) -> int:

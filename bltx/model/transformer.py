@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from bltx.checks import at_least, require
 from bltx.model.attention import SelfAttention, causal_mask
 from bltx.model.mlp import FeedForward, default_ffn_dim
 from bltx.model.norm import RMSNorm
@@ -31,14 +32,12 @@ class TransformerDims:
 
     def __post_init__(self):
         for name in ("dim", "n_layers", "n_heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.dim % self.n_heads:
-            raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
-        if self.n_kv_heads is not None and (self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads):
-            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
-        if (self.dim // self.n_heads) % 2:
-            raise ValueError(f"head dim dim/n_heads = {self.dim // self.n_heads} must be even for RoPE")
+            at_least(name, getattr(self, name), 1)
+        require(self.dim % self.n_heads == 0, "dim", self.dim, f"must be divisible by n_heads ({self.n_heads})")
+        require(self.n_kv_heads is None or (self.n_kv_heads >= 1 and self.n_heads % self.n_kv_heads == 0),
+                "n_kv_heads", self.n_kv_heads, f"must be >= 1 and divide n_heads ({self.n_heads})")
+        require((self.dim // self.n_heads) % 2 == 0, "dim", self.dim,
+                f"dim / n_heads = {self.dim // self.n_heads} must be even for RoPE")
 
     @property
     def kv_heads(self) -> int:
@@ -66,10 +65,9 @@ class LocalDims(TransformerDims):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.cross_attn_k < 1:
-            raise ValueError(f"cross_attn_k must be >= 1, got {self.cross_attn_k}")
-        if self.window is not None and self.window < 1:
-            raise ValueError(f"window must be >= 1 or unset, got {self.window}")
+        at_least("cross_attn_k", self.cross_attn_k, 1)
+        if self.window is not None:
+            at_least("window", self.window, 1, " (or unset: full causal)")
 
 
 class Block(nn.Module):

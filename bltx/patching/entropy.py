@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from bltx.checks import finite, require
+from bltx.checks import at_least, finite, require
 from bltx.errors import CheckpointError
 from bltx.model.attention import attention_backend, check_backend_name
 from bltx.model.entropy_model import entropy_from_logits
@@ -74,10 +74,10 @@ class EntropyPatcher(Patcher):
             if self.relative_threshold is not None:
                 require(finite(self.relative_threshold), "relative_threshold", self.relative_threshold,
                         "must be a finite number")
-            if self.rule == "monotonic" and self.relative_threshold is None:
-                raise ValueError("rule = 'monotonic' needs relative_threshold")
-            if self.max_patch_length is not None and self.max_patch_length < 1:
-                raise ValueError(f"max_patch_length must be >= 1, got {self.max_patch_length}")
+            require(self.rule != "monotonic" or self.relative_threshold is not None, "rule", self.rule,
+                    "needs relative_threshold")
+            if self.max_patch_length is not None:
+                at_least("max_patch_length", self.max_patch_length, 1, " (or unset)")
             check_backend_name(self.attention)
 
     def __init__(self, cfg: Config, **context):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bltx.checks import at_least
 from bltx.bytes import OFFSET
 from bltx.patching.base import Patcher
 from bltx.registry import register
@@ -46,8 +47,7 @@ class StaticPatcher(Patcher):
         stride: int = 4
 
         def __post_init__(self):
-            if self.stride < 1:
-                raise ValueError(f"stride must be >= 1, got {self.stride}")
+            at_least("stride", self.stride, 1)
 
     def __init__(self, cfg: Config):
         super().__init__(max_patch_length=None)
