@@ -10,7 +10,7 @@ import bltx
 from bltx.bytes import encode
 from bltx.config import load_recipe
 from bltx.eval.flops import total_flops_per_byte as model_flops_per_byte
-from tests.test_train_generic_model import read_metrics, write_recipe
+from helpers import read_metrics, write_recipe
 
 pytest.importorskip("tokenizers")
 

@@ -80,7 +80,7 @@ def test_latent_reproduces_llama_hidden_states(llama_dir, final_norm):
 def test_blt_byteified_trains_and_keeps_the_weights_at_init(llama_dir, tmp_path):
     from bltx.config import load_recipe
     from bltx.train.trainer import Trainer
-    from tests.test_train_generic_model import TINY_BLT, read_metrics, write_recipe
+    from helpers import TINY_BLT, read_metrics, write_recipe
 
     folder, hf = llama_dir
     model = bltx.build_model({**TINY_BLT, "latent": {"type": "hf_llama", "path": str(folder)}})

@@ -7,8 +7,7 @@ import torch
 from bltx.errors import CheckpointError
 from bltx.train import checkpoint as ck
 from bltx.train.checkpoint import CheckpointManager, export_model_state, find_checkpoint, load_model_state
-from conftest import run_cli
-from test_train_generic_model import write_recipe
+from helpers import run_cli, write_recipe
 
 
 def small_model(width=8):

@@ -13,6 +13,7 @@ from bltx import manifest
 from bltx.errors import CheckpointError
 from bltx.train.checkpoint import CheckpointManager, load_model_state
 from bltx.weights import saved_tensor_shapes
+from helpers import Payload, flip_bytes
 
 
 def small_model():
@@ -22,23 +23,6 @@ def small_model():
 
 def save(manager, step, model, opt=None, finite=True):
     return manager.save(step, model, opt, {"json": f'{{"step": {step}}}'}, finite=finite)
-
-
-class Payload:
-    """A pickle that runs `touch MARKER` when unpickled."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def flip_bytes(path, at=None, n=64):
-    data = bytearray(path.read_bytes())
-    at = len(data) // 2 if at is None else at
-    data[at:at + n] = os.urandom(min(n, len(data) - at))
-    path.write_bytes(bytes(data))
 
 
 def names(manager):

@@ -10,8 +10,8 @@ import torch
 
 from bltx.config import load_recipe
 from bltx.train.trainer import Trainer
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 STEPS = 20
 
 

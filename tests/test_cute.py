@@ -8,8 +8,9 @@ import torch
 import bltx
 from bltx.eval.cute import TEMPLATES, few_shot_prompt, load_task, run_cute
 from bltx.model.output import lm_output
+from helpers import ROOT
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cute"
+SHARED = ROOT.parent / "shared" / "data" / "cute"
 
 
 def write_task(folder: Path) -> Path:

@@ -1,9 +1,7 @@
 """Document sources by file type: JSONL (plain, .gz, .zst), Parquet, Arrow files and
 `datasets` folders read to exactly the byte stream of the same documents as raw files;
 text fields per source; document indexes built once; bad records are one clear line.
-
-Also home of `write_corpus`, which writes one list of documents in any format (the mixture
-and show_data tests use it)."""
+The documents are written in each format by `helpers.write_corpus`."""
 
 from __future__ import annotations
 
@@ -18,7 +16,7 @@ from bltx.data import IdStream, build_data
 from bltx.data.formats import detect, open_documents
 from bltx.errors import DataError
 from bltx.sections import DataConfig, SourceConfig
-from conftest import run_cli
+from helpers import run_cli, write_corpus
 
 pa = pytest.importorskip("pyarrow")
 import pyarrow.parquet as pq  # noqa: E402
@@ -33,44 +31,6 @@ DOCS = [
     "x" * 700,
     "last one",
 ]
-
-
-def write_corpus(path: Path, docs: list[str], fmt: str, field: str = "text", chunk: int = 2) -> Path:
-    """`docs` as a corpus of format `fmt` at `path` (+ suffix); returns what to name in a recipe."""
-    rows = [{"id": i, field: t} for i, t in enumerate(docs)]
-    lines = "".join(json.dumps(r, ensure_ascii=i % 2 == 0) + "\n" for i, r in enumerate(rows)).encode()
-    if fmt == "jsonl":
-        out = path.with_suffix(".jsonl")
-        out.write_bytes(lines + b"\n")  # a trailing blank line is no document
-    elif fmt == "jsonl.gz":
-        out = path.with_suffix(".jsonl.gz")
-        out.write_bytes(gzip.compress(lines))
-    elif fmt == "jsonl.zst":
-        zstandard = pytest.importorskip("zstandard")
-        out = path.with_suffix(".jsonl.zst")
-        out.write_bytes(zstandard.ZstdCompressor().compress(lines))
-    elif fmt == "parquet":
-        out = path.with_suffix(".parquet")
-        pq.write_table(pa.table({"id": list(range(len(docs))), field: docs}), out, row_group_size=chunk)
-    elif fmt in ("arrow_file", "arrow_stream"):
-        out = path.with_suffix(".arrow")
-        table = pa.table({field: docs, "id": list(range(len(docs)))})
-        new = pa.ipc.new_file if fmt == "arrow_file" else pa.ipc.new_stream
-        with new(str(out), table.schema) as writer:
-            writer.write_table(table, max_chunksize=chunk)
-    elif fmt == "datasets":
-        datasets = pytest.importorskip("datasets")
-        out = path.with_suffix("")
-        datasets.Dataset.from_dict({field: docs, "id": list(range(len(docs)))}).save_to_disk(
-            str(out), max_shard_size="1KB")
-    elif fmt == "raw":
-        out = path.with_suffix("")
-        out.mkdir()
-        for i, t in enumerate(docs):
-            (out / f"{i:04d}.txt").write_text(t, encoding="utf-8")
-    else:
-        raise ValueError(fmt)
-    return out
 
 
 @pytest.fixture

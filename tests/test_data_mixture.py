@@ -16,15 +16,9 @@ from bltx.data.mixture import MixtureSampler
 from bltx.data.sampler import ResumableSampler
 from bltx.sections import DataConfig, SourceConfig
 from bltx.train.trainer import Trainer
-from test_data_formats import write_corpus
-from test_train_generic_model import CORPUS, read_metrics, write_recipe
+from helpers import paragraphs, read_metrics, write_corpus, write_recipe
 
 pytest.importorskip("pyarrow")
-
-
-def paragraphs(lo: int, hi: int) -> list[str]:
-    text = CORPUS.read_text(encoding="utf-8")
-    return [p for p in text.split("\n\n") if p.strip()][lo:hi]
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +120,7 @@ def test_precomputed_entropies_stay_aligned_with_each_sources_windows(corpora, t
 def test_precompute_entropies_task_covers_every_source(corpora, tmp_path):
     from bltx.data.loader import build_data_for_recipe
     from bltx.registry import get_registry
-    from conftest import ROOT
+    from helpers import ROOT
 
     small = [write_corpus(tmp_path / "a", paragraphs(0, 25), "jsonl.zst"),
              write_corpus(tmp_path / "b", paragraphs(25, 50), "arrow_stream", chunk=8)]

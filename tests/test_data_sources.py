@@ -10,7 +10,7 @@ from bltx.data import IdStream, Windows, build_data, expand_paths, open_sources,
 from bltx.data.sources import ByteFile, resolve_bundled
 from bltx.errors import DataError
 from bltx.sections import DataConfig
-from conftest import run_cli
+from helpers import run_cli
 
 
 def reference_ids(docs: list[bytes], bos: bool) -> np.ndarray:

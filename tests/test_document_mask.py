@@ -8,7 +8,7 @@ import torch
 from bltx.bytes import PAD_ID, encode
 from bltx.data.windows import stack_windows
 from bltx.errors import ConfigError
-from conftest import random_blt
+from helpers import random_blt
 
 STRIDE = 3
 

@@ -12,8 +12,7 @@ import torch
 import bltx
 from bltx.config import dumps_toml, load_recipe
 from bltx.train.checkpoint import load_model_state
-from conftest import ROOT, run_cli
-from test_train_generic_model import CORPUS, TINY_BLT, TINY_ENTROPY_LM, read_metrics
+from helpers import CORPUS, ROOT, TINY_BLT, TINY_ENTROPY_LM, read_metrics, run_cli
 
 
 def write(path, table, include=()):

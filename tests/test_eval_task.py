@@ -10,8 +10,7 @@ from bltx.config import load_recipe
 from bltx.model.output import lm_output
 from bltx.train.loss import evaluate_bpb
 from bltx.train.trainer import Trainer
-from conftest import run_cli
-from test_train_generic_model import TINY_BLT, write_recipe
+from helpers import TINY_BLT, run_cli, write_recipe
 
 
 class Uniform(torch.nn.Module):

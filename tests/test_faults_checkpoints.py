@@ -13,20 +13,12 @@ import torch
 
 from bltx import manifest
 from bltx.run import main
-from conftest import run_cli
-from test_checkpoint_integrity import Payload, flip_bytes
-from test_train_generic_model import TINY_BLT, TINY_ENTROPY_LM, write_recipe
+from helpers import TINY_BLT, TINY_ENTROPY_LM, Payload, flip_bytes, one_line, run_cli, write_recipe
 
 
 def steps_saved(folder) -> list[int]:
     ckpts = folder / "run" / "checkpoints"
     return sorted(int(p.name[5:]) for p in ckpts.iterdir() if p.name.startswith("step_")) if ckpts.is_dir() else []
-
-
-def one_line(capsys) -> str:
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
 
 
 def damage(ckpt, kind: str) -> None:

@@ -12,17 +12,11 @@ from bltx.data.sources import MAX_OPEN_FILES
 from bltx.errors import CheckpointError, DataError
 from bltx.run import main
 from bltx.weights import load_model_state
-from test_train_generic_model import write_recipe
+from helpers import one_line, write_recipe
 
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-def one_line(capsys) -> str:
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
 
 
 def test_many_files_keep_few_descriptors_open(tmp_path):

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from bltx.run import main
-from conftest import ROOT, run_cli
-from test_train_generic_model import TINY_BLT, TINY_ENTROPY_LM, write_recipe
+from helpers import ROOT, TINY_BLT, TINY_ENTROPY_LM, one_line, run_cli, write_recipe
 
 # A recipe plugin standing in for an applied update that overflowed: after step 7 one
 # weight is NaN, so every later step has a NaN gradient norm and is skipped.
@@ -31,12 +30,6 @@ def poisoned_step(self):
 
 trainer.Trainer.train_step = poisoned_step
 """
-
-
-def one_line(capsys) -> str:
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
 
 
 def finite_flags(run) -> dict[int, bool]:

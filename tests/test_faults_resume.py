@@ -13,8 +13,7 @@ import pytest
 from bltx.config import load_recipe
 from bltx.run import main
 from bltx.train.trainer import Trainer
-from test_faults_checkpoints import one_line
-from test_train_generic_model import write_recipe
+from helpers import one_line, write_recipe
 
 SECTIONS = {"training": {"steps": 5}, "checkpoint": {"interval": 2, "keep_latest": 3}}
 

@@ -12,8 +12,7 @@ import time
 import pytest
 
 from bltx.run import main
-from conftest import ROOT
-from test_train_generic_model import write_recipe
+from helpers import ROOT, write_recipe
 
 # Slows steps down (numerics untouched) so signals land mid-run, and tells the test that
 # training has started and which pid each rank has.

@@ -15,8 +15,7 @@ import torch
 
 pytest.importorskip("transformers")
 
-from conftest import ROOT, run_cli  # noqa: E402
-from hf_tiny import hf_logits, random_ids, save_tiny_hf  # noqa: E402
+from helpers import ROOT, hf_logits, random_ids, run_cli, save_tiny_hf  # noqa: E402
 
 ENV = {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 QUIET = ["training.dtype=\"float32\"", "eval.interval=0", "metrics.tensorboard=false",

@@ -11,19 +11,9 @@ from bltx.infer import SamplingConfig, generate
 from bltx.infer.sampling import sample_next
 from bltx.patching import Patcher
 from bltx.registry import get_registry, register
-from conftest import random_blt
+from helpers import TINY_ENTROPY, random_blt
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Byte-at-a-time generation is all tiny ops: extra threads only add contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-TINY_ENTROPY = {"type": "transformer", "dim": 32, "n_layers": 2, "n_heads": 2, "window": 16}
+pytestmark = pytest.mark.usefixtures("one_thread")  # byte steps run on one thread (conftest.py)
 
 
 PATCHERS = {

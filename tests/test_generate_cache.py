@@ -11,26 +11,13 @@ import torch
 import plugins.gru_latent  # noqa: F401  (registers latent "gru": a one-file plugin that caches)
 from bltx.bytes import encode
 from bltx.infer import SamplingConfig, generate
-from conftest import random_blt
-from test_generate import TINY_ENTROPY, one_thread  # noqa: F401 (autouse fixture)
+from helpers import PATCHERS, PROMPTS, model_with
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # byte steps run on one thread (conftest.py)
 
 GREEDY = SamplingConfig(allow_eos=False)
-PROMPTS = ["a", "ab", "abc", "abcd", "abcde", "x  y z. ", "The cat sat."]
 
 
-def model_with(patcher: dict, latent: dict | None = None, seed: int = 0):
-    """The generation tests' random BLT with windows shorter than the prompts (caches wrap)."""
-    return random_blt(patcher, seed, latent=latent, ngram_sizes=(2, 4), encoder_window=5, decoder_window=7)
-
-
-PATCHERS = {
-    "entropy": {"type": "entropy", "threshold": 5.47, "model": TINY_ENTROPY, "max_patch_length": 4},
-    "entropy_monotonic": {"type": "entropy", "rule": "monotonic", "relative_threshold": 0.05, "model": TINY_ENTROPY},
-    "static": {"type": "static", "stride": 3},
-    "space": {"type": "space", "max_patch_length": 5},
-    "byte": {"type": "byte"},
-    "bpe": {"type": "bpe", "vocab_size": 300},
-}
 LATENTS = {
     "recurrent": {"type": "recurrent", "dim": 48, "n_layers": 2},
     "gru_plugin": {"type": "gru", "dim": 48},

@@ -7,7 +7,7 @@ import torch
 
 from bltx.infer import SamplingConfig, generate
 from bltx.infer.generate import use_compile
-from test_generate_cache import PATCHERS, model_with
+from helpers import PATCHERS, model_with
 
 GREEDY = SamplingConfig(allow_eos=False)
 

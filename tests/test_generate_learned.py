@@ -16,9 +16,9 @@ import bltx
 from bltx.bytes import encode
 from bltx.config import load_recipe
 from bltx.infer import SamplingConfig, generate
-from conftest import run_cli
-from test_generate import one_thread  # noqa: F401  (autouse: byte steps run on one thread)
-from test_learned_chunking import TINY_LEARNED
+from helpers import TINY_LEARNED, run_cli
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # byte steps run on one thread (conftest.py)
 
 GREEDY = SamplingConfig(allow_eos=False)
 # The first prompt spans ~4 windows of the byte layers (16) and ~40 chunks; the others are

@@ -9,7 +9,9 @@ import torch
 from bltx.bytes import OFFSET
 from bltx.infer import SamplingConfig, generate
 from bltx.infer.speculative import SpeculativeStats
-from test_generate_cache import PATCHERS, PROMPTS, model_with, one_thread  # noqa: F401 (autouse fixture)
+from helpers import PATCHERS, PROMPTS, model_with
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # byte steps run on one thread (conftest.py)
 
 GREEDY = SamplingConfig(allow_eos=False)
 

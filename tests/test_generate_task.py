@@ -2,8 +2,7 @@
 
 from bltx.config import load_recipe
 from bltx.train.trainer import Trainer
-from conftest import run_cli
-from test_train_generic_model import TINY_BLT, write_recipe
+from helpers import TINY_BLT, run_cli, write_recipe
 
 
 def test_generate_task_streams_after_the_prompt(tmp_path):

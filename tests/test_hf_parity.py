@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import bltx
+from helpers import ROOT, hf_config, random_hf
 
 transformers = pytest.importorskip("transformers")
-from transformers import BltConfig, BltForCausalLM  # noqa: E402
+from transformers import BltForCausalLM  # noqa: E402
 
 from bltx.errors import BltxError, CheckpointError, ConfigError  # noqa: E402
 from bltx.interop import hf as interop  # noqa: E402
@@ -20,42 +21,7 @@ from bltx.patching.base import starts_to_patch_ids  # noqa: E402
 T = 20
 
 
-def hf_config(variant: str) -> BltConfig:
-    enc = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=48)
-    dec = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=40)
-    glob = dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=80)
-    pat = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, sliding_window=5)
-    top = dict(vocab_size=260, cross_attn_k=2, local_attention_window_len=6, encoder_hash_byte_group_size=[3, 4, 5],
-               encoder_hash_byte_group_vocab=101, encoder_hash_byte_group_nb_functions=1, max_patch_length=None)
-    if variant == "enc_last_dec_all":
-        enc["cross_attn_all_layers"], dec["cross_attn_all_layers"] = False, True
-    elif variant == "enc_all_dec_first":
-        # k * encoder dim == global dim: no token projection; two hash functions; no window.
-        enc.update(hidden_size=16, intermediate_size=32, cross_attn_all_layers=True)
-        dec.update(hidden_size=16, cross_attn_all_layers=False)
-        top.update(cross_attn_k=3, encoder_hash_byte_group_size=[2, 3], encoder_hash_byte_group_nb_functions=2,
-                   local_attention_window_len=None)
-    elif variant == "k1_all_all":
-        enc["cross_attn_all_layers"], dec["cross_attn_all_layers"] = True, True
-        top.update(cross_attn_k=1, encoder_hash_byte_group_size=[3, 4, 5, 6, 7, 8], encoder_hash_byte_group_nb_functions=3)
-        pat.update(num_key_value_heads=2, sliding_window=None)
-    else:
-        raise ValueError(variant)
-    for sub in (enc, dec):
-        sub.update(cross_attn_k=top["cross_attn_k"], hidden_size_global=glob["hidden_size"])
-    return BltConfig(patcher_config=pat, encoder_config=enc, decoder_config=dec, global_config=glob, **top)
-
-
 VARIANTS = ["enc_last_dec_all", "enc_all_dec_first", "k1_all_all"]
-
-
-def random_hf(variant: str, seed: int = 0) -> BltForCausalLM:
-    torch.manual_seed(seed)
-    model = BltForCausalLM(hf_config(variant)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            torch.nn.init.normal_(p, std=0.1)
-    return model
 
 
 def rand_ids(B=3, seed=1):
@@ -152,9 +118,8 @@ def test_hash_embeddings_match_hf():
 
 def test_convert_directories_both_ways(tmp_path):
     import importlib.util
-    from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("convert_hf", Path(__file__).parents[1] / "tools" / "convert_hf.py")
+    spec = importlib.util.spec_from_file_location("convert_hf", ROOT / "tools" / "convert_hf.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
 

@@ -12,17 +12,7 @@ import bltx
 from bltx.config import load_recipe
 from bltx.model import learned_blt as _learned  # noqa: F401  (registers the model)
 from bltx.model.chunking import cap_starts, ratio_loss, ste
-from tests.test_train_generic_model import read_metrics, write_recipe
-
-TINY_LEARNED = {
-    "type": "learned_blt",
-    "max_patches": 48,
-    "byte_embedder": {"type": "hash_ngram", "ngram_sizes": [3, 4], "hash_vocab": 97},
-    "encoder": {"type": "byte_layers", "dim": 32, "n_layers": 1, "n_heads": 2, "window": 16},
-    "chunker": {"type": "cosine", "target_length": 4.0},
-    "latent": {"type": "transformer", "dim": 48, "n_layers": 2, "n_heads": 4},
-    "decoder": {"type": "local", "dim": 32, "n_layers": 2, "n_heads": 2, "window": 16},
-}
+from helpers import TINY_LEARNED, read_metrics, write_recipe
 
 
 def tiny(latent: str = "transformer", seed: int = 0, **chunker):

@@ -17,7 +17,7 @@ from bltx.config import load_recipe
 from bltx.infer.generate import generate
 from bltx.train.trainer import Trainer
 from bltx.train.trained import load_trained_model
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 pytest.importorskip("lm_eval")
 from bltx.eval.lm_eval_adapter import BltxLM  # noqa: E402

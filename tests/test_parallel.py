@@ -1,7 +1,7 @@
 """Single-process tests of bltx.parallel on the real model and trainer: mesh degrees,
 one-line errors, plans, float8 filter and conversion, activation checkpointing, seeded
 layout-independent init, grad clipping, memory estimates. Multi-process launches of the
-real CLI are in test_launch_matrix.py."""
+real CLI are in tests/test_launch_matrix.py."""
 
 from __future__ import annotations
 

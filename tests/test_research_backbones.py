@@ -9,7 +9,7 @@ from bltx.eval.flops import flops_per_byte
 from bltx.eval.flops import total_flops_per_byte as model_flops_per_byte
 from bltx.model.debug import tiny_table
 from bltx.model.recurrent_latent import linear_scan
-from tests.test_train_generic_model import TINY_BLT, read_metrics, write_recipe
+from helpers import TINY_BLT, read_metrics, write_recipe
 
 RECURRENT = {"type": "recurrent", "dim": 48, "n_layers": 2, "ffn_dim": 96}
 

@@ -7,7 +7,7 @@ import torch
 
 import bltx
 from bltx.eval.noise import add_noise, noised_bpb
-from tests.test_train_generic_model import TINY_BLT, write_recipe
+from helpers import TINY_BLT, write_recipe
 
 
 def test_noises():

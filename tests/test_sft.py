@@ -15,7 +15,7 @@ from bltx.data.loader import build_data
 from bltx.model.output import lm_output
 from bltx.sections import DataConfig
 from bltx.train.loss import evaluate_bpb
-from conftest import run_cli
+from helpers import run_cli
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 

@@ -10,9 +10,7 @@ import pytest
 from bltx.config import load_recipe
 from bltx.registry import get_registry
 from bltx.tasks.show_data import render
-from conftest import ROOT, run_cli
-from test_data_formats import write_corpus
-from test_data_mixture import paragraphs
+from helpers import ROOT, paragraphs, run_cli, write_corpus
 
 pytest.importorskip("pyarrow")
 

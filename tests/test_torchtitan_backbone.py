@@ -12,7 +12,7 @@ pytestmark = pytest.mark.skipif(
 
 import bltx  # noqa: E402
 from bltx.config import load_recipe  # noqa: E402
-from tests.test_train_generic_model import TINY_BLT, read_metrics, write_recipe  # noqa: E402
+from helpers import TINY_BLT, read_metrics, write_recipe  # noqa: E402
 
 TITAN = {"type": "torchtitan_llama3", "dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2,
          "multiple_of": 32, "max_seq_len": 128}

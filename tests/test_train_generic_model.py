@@ -1,39 +1,22 @@
 """The trainer works with any registered model that follows the model API, not just BLT.
 
-Also home of the helpers the other trainer tests share: a tiny stand-in model
-(`test_bytelm`, registered when this module is imported, e.g. as a recipe plugin) and
-`write_recipe`, which writes a small recipe into a temporary folder.
+The stand-in models (`test_bytelm`, `test_bytelm_extras`) are registered when this module
+is imported; `write_recipe` and the tiny recipe tables are in helpers.py.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from bltx.bytes import VOCAB_SIZE
-from bltx.config import dumps_toml, load_recipe
+from bltx.config import load_recipe
 from bltx.model.output import lm_output
 from bltx.registry import Registry, register
-
-TESTS = Path(__file__).resolve().parent
-CORPUS = TESTS.parent / "bltx" / "data" / "corpora" / "tiny_shakespeare.txt"
-
-# Tiny models for tests, as recipe [model] tables.
-TINY_ENTROPY_LM = {"type": "entropy_lm", "entropy_model": {"type": "transformer", "dim": 32, "n_layers": 1, "n_heads": 2}}
-TINY_BLT = {
-    "type": "blt",
-    "patcher": {"type": "static", "stride": 4},
-    "byte_embedder": {"type": "hash_ngram", "ngram_sizes": [3, 4], "hash_vocab": 64},
-    "encoder": {"type": "local", "dim": 32, "n_layers": 1, "n_heads": 2},
-    "latent": {"type": "transformer", "dim": 64, "n_layers": 1, "n_heads": 2},
-    "decoder": {"type": "local", "dim": 32, "n_layers": 1, "n_heads": 2},
-}
-
+from helpers import read_metrics, write_recipe
 
 if "test_bytelm" not in Registry.for_kind("model")._entries:
 
@@ -83,31 +66,6 @@ if "test_bytelm_extras" not in Registry.for_kind("model")._entries:
             out = super().forward(ids, targets, **kw)
             return out._replace(aux_losses={"aux_penalty": self.aux_only.pow(2).sum()},
                                 stats={"stand_in_stat": torch.tensor(0.25)})
-
-
-def write_recipe(folder: Path, model: dict | None = None, **sections) -> Path:
-    """A small recipe in `folder` (dump dir `folder/run`), sections merged over defaults."""
-    table = {
-        "job": {"dump_dir": str(folder / "run"), "seed": 0},
-        "data": {"paths": [str(CORPUS)], "seq_len": 64, "batch_size": 4, "validation_fraction": 0.05},
-        "model": model or TINY_ENTROPY_LM,
-        "optimizer": {"lr": 3e-3},
-        "lr_scheduler": {"type": "cosine", "warmup_steps": 2},
-        "training": {"steps": 6},
-        "checkpoint": {"interval": 3, "keep_latest": 2},
-        "metrics": {"log_interval": 1, "tensorboard": False, "progress_bar": False},
-        "eval": {"interval": 0, "steps": 2},
-    }
-    for name, values in sections.items():
-        table[name] = {**table.get(name, {}), **values}
-    path = folder / "recipe.toml"
-    path.write_text(dumps_toml(table) + "\n")
-    return path
-
-
-def read_metrics(dump_dir: Path, split: str = "train") -> list[dict]:
-    lines = (dump_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["split"] == split]
 
 
 def test_trainer_runs_a_plugin_model_and_logs_patch_statistics(tmp_path, capsys):

@@ -5,7 +5,7 @@ import math
 
 from bltx.config import load_recipe
 from bltx.train.trainer import Trainer
-from test_train_generic_model import TINY_BLT, read_metrics, write_recipe
+from helpers import TINY_BLT, read_metrics, write_recipe
 
 
 def test_validation_bpb_falls_on_shakespeare_within_60_steps(tmp_path):

@@ -11,8 +11,7 @@ import pytest
 
 from bltx.config import load_recipe
 from bltx.train.trainer import Trainer
-from conftest import ROOT
-from test_train_generic_model import read_metrics, write_recipe
+from helpers import ROOT, read_metrics, write_recipe
 
 STEPS = 10
 
