@@ -1,11 +1,10 @@
 """Shared test setup: hypothesis profiles (few examples under CI=true, more by default;
-HYPOTHESIS_PROFILE=thorough for many) and small helpers."""
+HYPOTHESIS_PROFILE=thorough for many), the `slow` marker, and shared fixtures. Shared
+helpers (not fixtures) are in helpers.py; test modules never import one another."""
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -21,57 +20,25 @@ settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") == "true" else "dev")
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-
-def random_blt(patcher: dict, seed: int = 0, *, latent: dict | None = None, all_layers: bool = True,
-               ngram_sizes: tuple[int, ...] = (3, 5), encoder_window: int = 24, decoder_window: int | None = None):
-    """A tiny float64 BLT in eval mode for generation tests. Large random weights (std 0.3):
-    sharp, varied predictions, so greedy paths and patch boundaries depend on every
-    component and a wrong cache shows up at once. Small windows make the ring caches wrap."""
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`):
+    byte-at-a-time generation is all tiny ops, and extra threads only add contention."""
     import torch
 
-    import bltx
-
-    decoder = {"type": "local", "dim": 32, "n_layers": 2, "n_heads": 2, "cross_attn_k": 2,
-               "cross_attn_all_layers": all_layers}
-    if decoder_window is not None:
-        decoder["window"] = decoder_window
-    table = {
-        "type": "blt",
-        "patcher": patcher,
-        "byte_embedder": {"type": "hash_ngram", "hash_vocab": 97, "ngram_sizes": list(ngram_sizes)},
-        "encoder": {"type": "local", "dim": 32, "n_layers": 2, "n_heads": 2, "window": encoder_window,
-                    "cross_attn_k": 2, "cross_attn_all_layers": all_layers},
-        "latent": latent or {"type": "transformer", "dim": 48, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2},
-        "decoder": decoder,
-    }
-    torch.manual_seed(seed)
-    model = bltx.build_model(table).double()
-    for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.3)
-    return model.eval()
-
-
-def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300, env: dict | None = None):
-    """Run `python -m bltx.run ARGS` in a subprocess; returns CompletedProcess."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "bltx.run", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 # ---- the `slow` marker --------------------------------------------------------------------
 # `make test-fast` (pytest -m "not slow") runs everything but these; `make test` runs all.
 # Slow: whole modules that compile or launch process groups, and any test whose own code
 # starts a subprocess (the real CLI, torchrun); marked here by reading the test's source,
-# so a new CLI test is slow without anyone remembering to say so.
+# so a new CLI test is slow without anyone remembering to say so. Modules are named by
+# basename, whatever folder they are in (test file names are unique across tests/).
 SLOW_MODULES = {"test_launch_matrix", "test_generate_compiled", "test_compiled_training", "test_model_compile"}
 SLOW_CALLS = ("run_cli(", "subprocess.", "torchrun", "run_torchrun(", "compile=True")
 SLOW_TESTS = {"test_fast_paths_compile_fullgraph"}  # inductor code generation on CPU
@@ -84,8 +51,6 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     import inspect
-
-    import pytest
 
     for item in items:
         module = item.module.__name__.rpartition(".")[2]

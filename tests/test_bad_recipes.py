@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, run_cli
+from helpers import FIXTURES, assert_one_clean_line, run_cli
 
 BAD = sorted((FIXTURES / "bad_recipes").glob("*.toml"))
 
@@ -15,16 +15,6 @@ def expectations(path: Path) -> list[str]:
         for line in path.read_text().splitlines()
         if line.startswith("# expect:")
     ]
-
-
-def assert_one_clean_line(proc, *expected: str):
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in proc.stderr
-    for text in expected:
-        assert text in lines[0]
 
 
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])

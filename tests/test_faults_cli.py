@@ -12,13 +12,7 @@ from bltx.checkpoint import manager as ck
 from bltx.config import load_recipe
 from bltx.run import main
 from bltx.train.trainer import Trainer
-from test_train_generic_model import write_recipe
-
-
-def one_line(capsys) -> str:
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
+from helpers import one_line, write_recipe
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +162,7 @@ def test_the_precomputed_variant_patches_with_the_calibrated_entropy_model(tmp_p
     import shutil
 
     from bltx.config import load_recipe
-    from conftest import ROOT
+    from helpers import ROOT
 
     shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
     shutil.copytree(ROOT / "toml_configs", tmp_path / "toml_configs")

@@ -11,8 +11,7 @@ import torch
 
 from bltx.checkpoint import manifest
 from bltx.model.debug import tiny_table
-from conftest import ROOT
-from test_train_generic_model import write_recipe
+from helpers import ROOT, write_recipe
 
 PLUGIN = 'from pathlib import Path\nPath(__file__).with_name("RAN").write_text("imported")\n'
 

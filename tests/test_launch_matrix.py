@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 STEPS = 3
 GLOBAL_BATCH = 8
@@ -211,7 +211,7 @@ INIT_MATRIX = [
 @pytest.fixture(scope="module")
 def hf_dir(work) -> Path:
     pytest.importorskip("transformers")
-    from hf_tiny import save_tiny_hf
+    from helpers import save_tiny_hf
 
     return save_tiny_hf(work / "hf_tiny")
 

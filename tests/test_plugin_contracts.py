@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from bltx.testing import check_part
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 LATENT = {"type": "causal_conv", "dim": 48, "n_layers": 2, "kernel": 3}
 

@@ -7,7 +7,7 @@ import torch
 
 import bltx
 from bltx.bytes import decode, encode
-from conftest import run_cli
+from helpers import run_cli
 
 PLUGIN_SOURCE = textwrap.dedent(
     """

@@ -17,7 +17,7 @@ from bltx.model.entropy_lm import EntropyLM
 from bltx.model.learned_blt import LearnedChunkBLT
 from bltx.protocols import CAPABILITIES, FLAGS, has, missing_cached
 from bltx.registry import Registry, register
-from test_train_generic_model import TINY_BLT
+from helpers import TINY_BLT
 
 ENTROPY_BLT = {**TINY_BLT, "patcher": {"type": "entropy", "threshold": 1.5, "model": {
     "type": "transformer", "dim": 16, "n_layers": 1, "n_heads": 2}}}

@@ -9,7 +9,7 @@ import torch
 
 from bltx.config import load_recipe
 from bltx.dry_run import parameter_rows
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 PATCHER = dict(hidden_size=768, num_hidden_layers=14, num_attention_heads=12, intermediate_size=2048)
 

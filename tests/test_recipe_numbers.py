@@ -6,8 +6,7 @@ import pytest
 
 from bltx.config import load_recipe
 from bltx.errors import ConfigError
-from conftest import ROOT, run_cli
-from test_bad_recipes import assert_one_clean_line
+from helpers import ROOT, assert_one_clean_line, run_cli
 
 TINY = str(ROOT / "recipes" / "tiny.toml")
 

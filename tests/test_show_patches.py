@@ -5,7 +5,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from tools.show_patches import main  # noqa: E402
-from tests.test_train_generic_model import write_recipe  # noqa: E402
+from helpers import write_recipe  # noqa: E402
 from bltx.model.debug import tiny_table  # noqa: E402
 
 

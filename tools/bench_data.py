@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from bltx.data import build_data, columnar  # noqa: E402
 from bltx.sections import DataConfig  # noqa: E402
-from test_data_formats import write_corpus  # noqa: E402
+from helpers import write_corpus  # noqa: E402  (tests/helpers.py: synthetic corpora of every format)
 
 FORMATS = {"raw": "raw", "jsonl": "jsonl", "jsonl.zst": "jsonl.zst", "parquet": "parquet", "arrow": "arrow_stream"}
 

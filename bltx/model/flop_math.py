@@ -10,7 +10,7 @@ Convention (the BLT paper's, forward pass):
     context, as dense SDPA executes it (not half); a sliding window caps ctx at the window;
   - norms, softmax, rotary embeddings, pooling and residual additions are not counted.
 `torch.utils.flop_counter.FlopCounterMode` follows the same matmul rule, so the tests check
-the components against it (tests/test_flops.py).
+the components against it (tests/eval/test_flops.py).
 """
 
 from __future__ import annotations
