@@ -20,13 +20,17 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/python -m bltx.run recipes/tiny.toml
 
+# Two workers (pytest-xdist): much of the suite is subprocess start-up (python -m bltx.run,
+# torchrun) and single-threaded Python, which leave the second core idle with one worker.
+WORKERS ?= 2
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist worksteal
 
 # Everything but the `slow` tests (launch matrix, compiled paths, subprocess CLI runs):
 # the loop to run while editing. CI runs `make test`.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist worksteal -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

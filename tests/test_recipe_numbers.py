@@ -46,8 +46,8 @@ BAD = [
     ("generate.max_bytes=100000000000", "generate.max_bytes = 100000000000"),
     ("calibrate.target_patch_length=nan", "calibrate.target_patch_length = nan"),
     ("calibrate.batches=0", "calibrate.batches = 0"),
-    ("model.patcher.threshold=nan", "model.patcher: threshold = nan: must be a finite number"),
-    ("model.patcher.threshold=-inf", "model.patcher: threshold = -inf"),
+    ("model.patcher.threshold=nan", "model.patcher.threshold = nan: must be a finite number"),
+    ("model.patcher.threshold=-inf", "model.patcher.threshold = -inf"),
 ]
 
 
