@@ -47,11 +47,11 @@ needs=)`; never by ad-hoc getattr):
                   boundary_probabilities(ids) -> p [B, T] (tools/show_patches.py draws it).
   sessions        a model's new_session(batch, capacity, compiled) -> a cached generation session
                   (bltx/model/sessions/) and session_unsupported() -> None or the reason.
-  cached_step     a part's init_cache / prefill / step (bltx/model/cache.py has each slot's
-                  arguments); an encoder also close(), a decoder set_patch(); a latent's step
-                  takes `bound=None`; `missing_cached(part, slot)` names what a part lacks.
   parallel_plan   a model's parallel_plan() -> bltx.parallel.plans.ParallelPlan (else the plan
                   registered under its name, else a default from its `layers`).
+Cached stepping is asked per slot, not by a name: `missing_cached(part, slot)` lists what a
+part lacks of init_cache / prefill / step (bltx/model/cache.py has each slot's arguments;
+an encoder also close(), a decoder set_patch(); a latent's step takes `bound=None`).
 A flag: `predicts_whole_tokens = True` on a model that scores whole subword tokens (the BPE
 baseline): its last position is its only exact prediction, so generation and CUTE feed it
 one prompt at a time, and it cannot leave single target bytes out of its loss, so it trains
@@ -272,7 +272,6 @@ CAPABILITIES: dict[str, type] = {
     "entropies": Entropies,
     "learned_chunks": LearnedChunks,
     "sessions": Sessions,
-    "cached_step": CachedStep,
     "parallel_plan": OwnParallelPlan,
 }
 # Capabilities declared by a class attribute set to True rather than by methods.

@@ -26,7 +26,7 @@ ENTROPY_BLT = {**TINY_BLT, "patcher": {"type": "entropy", "threshold": 1.5, "mod
 def test_built_in_models_offer_what_the_engine_asks_of_them():
     blt = bltx.build_model(ENTROPY_BLT)
     assert has(blt, "patches") and has(blt, "patcher") and has(blt, "model_flops")
-    assert has(blt.patcher, "entropies") and has(blt.patcher.entropy_model, "cached_step")
+    assert has(blt.patcher, "entropies") and missing_cached(blt.patcher.entropy_model, "entropy_model") == []
     assert has(blt, "sessions") and not has(blt, "whole_tokens") and not has(blt, "learned_chunks")
     static = bltx.build_model(TINY_BLT)
     assert not has(static.patcher, "entropies")  # precompute_entropies refuses it

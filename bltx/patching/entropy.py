@@ -28,7 +28,7 @@ from bltx.errors import CheckpointError
 from bltx.model.attention import attention_backend, check_backend_name
 from bltx.model.entropy_model import entropy_from_logits
 from bltx.patching.base import Patcher
-from bltx.protocols import has
+from bltx.protocols import missing_cached
 from bltx.registry import build, register
 from bltx.schema import component
 from bltx.checkpoint import load_model_state
@@ -112,7 +112,7 @@ class EntropyPatcher(Patcher):
 
     @property
     def online_steps(self) -> bool:
-        return has(self.entropy_model, "cached_step")
+        return not missing_cached(self.entropy_model, "entropy_model")
 
     def _online_init(self, state, batch, capacity, device):
         if not self.online_steps:
