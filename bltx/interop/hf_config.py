@@ -156,6 +156,8 @@ def hf_config_from_recipe(table) -> Any:
         raise _unsupported(f"encoder.pooling = '{enc.pooling}'")
     if enc.cross_attn_all_layers and not enc.cross_attn_repool:
         raise _unsupported("encoder.cross_attn_all_layers without cross_attn_repool")
+    if any(part.qkv_bias for part in (enc, lat, dec)):
+        raise _unsupported("qkv_bias = true (HF BLT's projections have no biases)")
     if lat.final_norm:
         raise _unsupported("latent.final_norm = true")
     if cfg.decoder_lookahead is False:

@@ -1,5 +1,7 @@
 """Byte-ifying: start the latent backbone from a pretrained Llama-style checkpoint (the BLT
-paper's "BLT from Llama 3.1"), dropping its token embeddings and output head.
+paper's "BLT from Llama 3.1"), dropping its token embeddings and output head. Sources:
+Llama-family blocks (`model_type` llama, mistral) and Qwen2 (the same block with biases on
+the q/k/v projections); another architecture is refused in one line naming it.
 
     [model.latent]
     type = "hf_llama"
@@ -18,6 +20,10 @@ makes q.k identical, so the converted latent computes the same function (tested 
 `LlamaModel` hidden states). Llama 3.1's "llama3" rope scaling rescales low frequencies
 for long contexts; bltx's rope has no scaling, so such checkpoints need
 `ignore_rope_scaling = true` (harmless at the short patch contexts of BLT training).
+Likewise a source whose attention is windowed (Mistral's `sliding_window`, Qwen2 with
+`use_sliding_window`) needs `ignore_sliding_window = true`: the latent attends to every
+earlier patch, which is the same function while a sequence has no more patches than the
+window.
 """
 
 from __future__ import annotations
@@ -28,11 +34,15 @@ from pathlib import Path
 
 import torch
 
+from bltx.checks import require
 from bltx.errors import CheckpointError
 from bltx.model.latent import LatentTransformer
 from bltx.model.transformer import TransformerDims
 from bltx.registry import register
 
+# Source architectures whose decoder layers are Llama blocks (RMSNorm, rotate-half rope,
+# GQA attention, SwiGLU MLP): model_type -> whether q/k/v carry biases.
+SOURCES = {"llama": False, "mistral": False, "qwen2": True}
 # HF Llama parameter (under model.layers.N.) -> bltx latent parameter (under layers.N.)
 LAYER_KEYS = {
     "self_attn.q_proj.weight": "attention.wq.weight",
@@ -45,6 +55,11 @@ LAYER_KEYS = {
     "input_layernorm.weight": "attention_norm.weight",
     "post_attention_layernorm.weight": "ffn_norm.weight",
 }
+QKV_BIAS_KEYS = {
+    "self_attn.q_proj.bias": "attention.wq.bias",
+    "self_attn.k_proj.bias": "attention.wk.bias",
+    "self_attn.v_proj.bias": "attention.wv.bias",
+}
 
 
 def read_llama_config(path: str | Path) -> dict:
@@ -53,18 +68,34 @@ def read_llama_config(path: str | Path) -> dict:
     if not file.is_file():
         raise CheckpointError(f"no config.json in {folder}: expected a Hugging Face save_pretrained folder")
     cfg = json.loads(file.read_text())
-    if cfg.get("model_type") not in ("llama", None):
-        raise CheckpointError(f"{folder}: model_type '{cfg.get('model_type')}' is not a Llama checkpoint")
+    kind = cfg.get("model_type")
+    if kind not in SOURCES:
+        raise CheckpointError(f"{folder}: model_type '{kind}' is not a supported source; supported: "
+                              f"{', '.join(SOURCES)} (Llama-style decoder blocks)")
     return cfg
 
 
-def latent_dims(hf: dict, ignore_rope_scaling: bool = False) -> dict:
-    """Keyword sizes of bltx's latent transformer for an HF Llama config."""
+def windowed_attention(hf: dict) -> int | None:
+    """The source's attention window in tokens, or None when it attends to all."""
+    if hf.get("model_type") == "qwen2" and not hf.get("use_sliding_window"):
+        return None
+    return hf.get("sliding_window")
+
+
+def latent_dims(hf: dict, ignore_rope_scaling: bool = False, ignore_sliding_window: bool = False) -> dict:
+    """Keyword sizes of bltx's latent transformer for an HF Llama-family config."""
     dim, heads = hf["hidden_size"], hf["num_attention_heads"]
     if hf.get("head_dim") not in (None, dim // heads):
         raise CheckpointError(f"head_dim {hf['head_dim']} != hidden_size / num_attention_heads; not supported")
     if hf.get("attention_bias") or hf.get("mlp_bias"):
         raise CheckpointError("Llama checkpoints with attention or MLP biases are not supported")
+    window = windowed_attention(hf)
+    if window is not None and not ignore_sliding_window:
+        raise CheckpointError(
+            f"the {hf['model_type']} source attends within a window of {window} tokens, which bltx's "
+            f"latent lacks; set ignore_sliding_window = true (the same function while a sequence has "
+            f"at most {window} patches)"
+        )
     scaling = hf.get("rope_scaling") or (hf.get("rope_parameters") or {})
     kind = scaling.get("rope_type", scaling.get("type", "default")) if isinstance(scaling, dict) else "default"
     if kind not in ("default", None) and not ignore_rope_scaling:
@@ -83,21 +114,23 @@ def latent_dims(hf: dict, ignore_rope_scaling: bool = False) -> dict:
         "ffn_dim": hf["intermediate_size"],
         "norm_eps": hf.get("rms_norm_eps", 1e-5),
         "rope_theta": float(theta if theta is not None else 10000.0),
+        "qkv_bias": SOURCES[hf["model_type"]],
     }
 
 
 def half_to_interleaved(w: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Rows of a q/k projection from rotate_half layout to bltx's interleaved layout."""
-    out_dim, in_dim = w.shape
+    """Rows of a q/k projection (weight [out, in] or bias [out]) from rotate_half layout to
+    bltx's interleaved layout."""
+    out_dim, rest = w.shape[0], w.shape[1:]
     hd = out_dim // n_heads
-    return w.view(n_heads, 2, hd // 2, in_dim).transpose(1, 2).reshape(out_dim, in_dim)
+    return w.view(n_heads, 2, hd // 2, *rest).transpose(1, 2).reshape(out_dim, *rest)
 
 
 def interleaved_to_half(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     """Inverse of `half_to_interleaved`."""
-    out_dim, in_dim = w.shape
+    out_dim, rest = w.shape[0], w.shape[1:]
     hd = out_dim // n_heads
-    return w.view(n_heads, hd // 2, 2, in_dim).transpose(1, 2).reshape(out_dim, in_dim)
+    return w.view(n_heads, hd // 2, 2, *rest).transpose(1, 2).reshape(out_dim, *rest)
 
 
 def read_llama_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -115,16 +148,17 @@ def read_llama_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def llama_to_latent_state(state: dict[str, torch.Tensor], hf: dict, final_norm: bool) -> dict[str, torch.Tensor]:
-    """HF Llama weights -> the state dict of bltx's latent transformer (embeddings and head
-    dropped; q/k rows permuted to the interleaved rope layout)."""
+    """HF Llama-family weights -> the state dict of bltx's latent transformer (embeddings and
+    head dropped; q/k rows, and their biases, permuted to the interleaved rope layout)."""
     prefix = "model." if any(k.startswith("model.layers.") for k in state) else ""
     heads, kv_heads = hf["num_attention_heads"], hf.get("num_key_value_heads", hf["num_attention_heads"])
+    keys = {**LAYER_KEYS, **(QKV_BIAS_KEYS if SOURCES[hf["model_type"]] else {})}
     out = {}
     for i in range(hf["num_hidden_layers"]):
-        for src, dst in LAYER_KEYS.items():
+        for src, dst in keys.items():
             key = f"{prefix}layers.{i}.{src}"
             if key not in state:
-                raise CheckpointError(f"Llama checkpoint lacks {key}")
+                raise CheckpointError(f"{hf['model_type']} checkpoint lacks {key}")
             w = state[key]
             if src.startswith("self_attn.q_proj"):
                 w = half_to_interleaved(w, heads)
@@ -145,12 +179,13 @@ class HfLlamaLatent(LatentTransformer):
         path: str = ""
         final_norm: bool = False
         ignore_rope_scaling: bool = False
+        ignore_sliding_window: bool = False
 
         def __post_init__(self):
-            if not self.path:
-                raise ValueError("hf_llama latent needs `path`, a Hugging Face save_pretrained folder")
+            require(bool(self.path), "path", self.path, "must name a Hugging Face save_pretrained folder")
             # Sizes come from the checkpoint, whatever the table says.
-            for key, value in latent_dims(read_llama_config(self.path), self.ignore_rope_scaling).items():
+            dims = latent_dims(read_llama_config(self.path), self.ignore_rope_scaling, self.ignore_sliding_window)
+            for key, value in dims.items():
                 setattr(self, key, value)
             super().__post_init__()
 
@@ -158,15 +193,16 @@ class HfLlamaLatent(LatentTransformer):
         super().__init__(cfg, backend)
 
     def init_weights(self) -> None:
-        load_llama_into(self, self.cfg.path, self.cfg.final_norm, self.cfg.ignore_rope_scaling)
+        load_llama_into(self, self.cfg.path, self.cfg.final_norm, self.cfg.ignore_rope_scaling,
+                        self.cfg.ignore_sliding_window)
 
 
 @torch.no_grad()
 def load_llama_into(latent: LatentTransformer, path: str | Path, final_norm: bool | None = None,
-                    ignore_rope_scaling: bool = False) -> None:
-    """Copy an HF Llama checkpoint's transformer layers into `latent` (sizes must match)."""
+                    ignore_rope_scaling: bool = False, ignore_sliding_window: bool = False) -> None:
+    """Copy an HF Llama-family checkpoint's transformer layers into `latent` (sizes must match)."""
     hf = read_llama_config(path)
-    dims = latent_dims(hf, ignore_rope_scaling)
+    dims = latent_dims(hf, ignore_rope_scaling, ignore_sliding_window)
     mismatched = {k: (v, getattr(latent.cfg, k)) for k, v in dims.items()
                   if k != "n_kv_heads" and getattr(latent.cfg, k) != v}
     if latent.cfg.kv_heads != dims["n_kv_heads"]:

@@ -29,6 +29,8 @@ class TransformerDims:
     ffn_dim: int | None = None
     norm_eps: float = 1e-5
     rope_theta: float = 500000.0
+    # Biases on the q/k/v projections (Qwen2-style blocks; a latent from such a source).
+    qkv_bias: bool = False
 
     def __post_init__(self):
         for name in ("dim", "n_layers", "n_heads"):
@@ -76,7 +78,7 @@ class Block(nn.Module):
     def __init__(self, dims: TransformerDims):
         super().__init__()
         self.attention_norm = RMSNorm(dims.dim, dims.norm_eps)
-        self.attention = SelfAttention(dims.dim, dims.n_heads, dims.kv_heads)
+        self.attention = SelfAttention(dims.dim, dims.n_heads, dims.kv_heads, qkv_bias=dims.qkv_bias)
         self.ffn_norm = RMSNorm(dims.dim, dims.norm_eps)
         self.feed_forward = FeedForward(dims.dim, dims.hidden_dim)
 

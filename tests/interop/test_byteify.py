@@ -104,3 +104,56 @@ def test_mismatched_sizes_and_rope_scaling_are_clear_errors(llama_dir, tmp_path)
     (scaled / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(bltx.BltxError, match="ignore_rope_scaling"):
         bltx.build("latent", {"type": "hf_llama", "path": str(scaled)}, backend=attention_backend("sdpa"))
+
+
+def source_config(kind: str, **extra):
+    sizes = dict(vocab_size=50, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0, max_position_embeddings=64)
+    if kind == "mistral":
+        return transformers.MistralConfig(**sizes, **{"sliding_window": None, **extra})
+    return transformers.Qwen2Config(**sizes, **{"use_sliding_window": False, **extra})
+
+
+@pytest.fixture(scope="module", params=["mistral", "qwen2"])
+def source_dir(request, tmp_path_factory):
+    """A tiny random Mistral or Qwen2 causal LM saved with save_pretrained; every parameter
+    redrawn (HF zero-initialises Qwen2's q/k/v biases, which must not hide a wrong mapping)."""
+    torch.manual_seed(0)
+    model = getattr(transformers, {"mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}[request.param])(
+        source_config(request.param)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.2 if p.ndim > 1 else 0.5).add_(1.0 if p.ndim == 1 and p.shape[0] == 64 else 0.0)
+    folder = tmp_path_factory.mktemp(request.param)
+    model.save_pretrained(folder)
+    return folder, model
+
+
+def test_mistral_and_qwen2_latents_reproduce_their_hidden_states(source_dir):
+    folder, hf = source_dir
+    latent = latent_from(folder, final_norm=True)
+    assert latent.cfg.qkv_bias == (hf.config.model_type == "qwen2")
+    if latent.cfg.qkv_bias:  # the biases follow their rows into the interleaved rope layout
+        ours, theirs = latent.layers["0"].attention, hf.model.layers[0].self_attn
+        assert torch.equal(interleaved_to_half(ours.wq.bias, 4), theirs.q_proj.bias)
+        assert torch.equal(interleaved_to_half(ours.wk.bias, 2), theirs.k_proj.bias)
+        assert torch.equal(ours.wv.bias, theirs.v_proj.bias)
+    torch.manual_seed(1)
+    x = torch.randn(2, 11, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(latent(x), hf.model(inputs_embeds=x).last_hidden_state, atol=1e-5, rtol=1e-4)
+
+
+def test_other_architectures_and_windowed_sources_are_one_line(tmp_path):
+    gpt2 = tmp_path / "gpt2"
+    transformers.GPT2Config(n_embd=64, n_layer=1, n_head=4).save_pretrained(gpt2)
+    with pytest.raises(bltx.CheckpointError, match="model_type 'gpt2' is not a supported source; supported: llama, mistral, qwen2") as info:
+        bltx.build("latent", {"type": "hf_llama", "path": str(gpt2)}, backend=attention_backend("sdpa"))
+    assert "\n" not in str(info.value)
+    windowed = tmp_path / "windowed"
+    source_config("mistral", sliding_window=16).save_pretrained(windowed)
+    with pytest.raises(bltx.CheckpointError, match="window of 16 tokens.*ignore_sliding_window = true"):
+        bltx.build("latent", {"type": "hf_llama", "path": str(windowed)}, backend=attention_backend("sdpa"))
+    latent = bltx.build("latent", {"type": "hf_llama", "path": str(windowed), "ignore_sliding_window": True},
+                        backend=attention_backend("sdpa"))
+    assert latent.dim == 64 and not latent.cfg.qkv_bias
