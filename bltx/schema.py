@@ -37,15 +37,15 @@ class ComponentTable(dict):
     `build` uses instead of parsing it again. A table changed in place after parsing no
     longer matches what it parsed from, and is parsed afresh by whoever builds it."""
 
-    def __init__(self, table: dict, kind: str, config: Any):
-        super().__init__(table)
+    def __init__(self, table=(), kind: str | None = None, config: Any = None):
+        super().__init__(table)  # ComponentTable(pairs) alone, as dict-copying code makes it: no Config
         self.kind = kind
         self.config = config
         self._parsed_from = copy.deepcopy(dict(table))
 
     def parsed_config(self, kind: str) -> tuple[bool, Any]:
         """(True, Config) when this table was parsed as `kind` and is unchanged since."""
-        if kind == self.kind and dict(self) == self._parsed_from:
+        if self.kind is not None and kind == self.kind and dict(self) == self._parsed_from:
             return True, self.config
         return False, None
 

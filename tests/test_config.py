@@ -93,3 +93,32 @@ def test_print_config_round_trips(tmp_path):
     again = tomllib.loads(text)
     assert again["job"]["name"] == 'x"q' and again["training"]["steps"] == 10
     assert load_recipe(write(tmp_path / "again.toml", text)).training == recipe.training
+
+
+def test_a_component_table_is_parsed_once_and_again_only_when_changed(monkeypatch):
+    """Recipe load turns each component table into a ComponentTable carrying its Config;
+    build reuses it; a table changed in place after parsing is parsed afresh."""
+    import copy
+
+    import bltx
+    from bltx import registry, schema
+    from bltx.schema import ComponentTable
+
+    recipe = bltx.load_recipe("recipes/tiny.toml")
+    assert isinstance(recipe.model, ComponentTable) and recipe.model.parsed_config("model")[0]
+    parses = []
+    original = registry.to_dataclass
+    monkeypatch.setattr(registry, "to_dataclass", lambda cls, table, where="": parses.append(where) or original(cls, table, where))
+    bltx.build_model(recipe)
+    # nothing parsed again on the way to the built model (attention backends are named by a
+    # string, not a table: each built from its name)
+    assert [w for w in parses if not w.endswith("attention")] == []
+    parses.clear()
+    table = copy.deepcopy(recipe.model)
+    assert table == recipe.model and table.parsed_config("model")[0]
+    table["max_patches"] = 64  # changed after parsing: its Config no longer describes it
+    assert not table.parsed_config("model")[0]
+    assert bltx.build_model(table).max_patches == 64 and parses[0] == "model"
+    assert not recipe.model.parsed_config("patcher")[0]  # parsed as another kind: parse again
+    assert dict(ComponentTable({"type": "byte"})) == {"type": "byte"}  # a plain copy carries no Config
+    assert schema.ComponentTable({"type": "byte"}).parsed_config("patcher") == (False, None)

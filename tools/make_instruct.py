@@ -12,9 +12,9 @@ per line, of two kinds:
 "Who speaks next?" shows one speech and asks for the name of the speaker after it (a
 cast of a scene, learnable from the text: a speaker often answers the one before);
 "Complete the line:" gives the first words of a verse line and asks for the rest. Speeches
-are split by their place in the corpus: the first 95% give the training examples, the last
-5% (the demo's own validation split, text the demo model never trained on) the held-out
-ones, so a held-out score is measured on unseen text.
+are split by their place in the corpus: those starting in the last 5% of its bytes (the
+demo's own validation split, text the demo model never trained on) give the held-out
+examples, the rest the training ones, so a held-out score is measured on unseen text.
 """
 
 from __future__ import annotations
@@ -35,13 +35,15 @@ HELD_OUT_FRACTION = 0.05  # toml_configs/data/tiny_shakespeare.toml's validation
 MAX_SPEECH_BYTES = 160  # the tail of a long speech: prompts fit the demo's 256-byte windows
 
 
-def speeches(text: str) -> list[tuple[str, str]]:
-    """(speaker, speech) in corpus order: a block is a `NAME:` line, then its lines."""
-    out = []
+def speeches(text: str) -> list[tuple[str, str, int]]:
+    """(speaker, speech, UTF-8 byte offset of the block) in corpus order: a block is a
+    `NAME:` line, then its lines."""
+    out, offset = [], 0
     for block in text.split("\n\n"):
         head, _, body = block.strip("\n").partition("\n")
         if head.endswith(":") and body.strip() and len(head) < 40:
-            out.append((head[:-1], body))
+            out.append((head[:-1], body, offset))
+        offset += len(block.encode("utf-8")) + 2
     return out
 
 
@@ -56,7 +58,7 @@ def last_lines(speech: str, budget: int) -> str:
 
 def who_speaks_next(pairs: list[tuple[str, str]]) -> list[dict]:
     examples = []
-    for (speaker, speech), (following, _) in zip(pairs, pairs[1:]):
+    for (speaker, speech, _), (following, _, _) in zip(pairs, pairs[1:]):
         speech = last_lines(speech, MAX_SPEECH_BYTES)
         examples.append({"prompt": f"Who speaks next?\n{speaker}:\n{speech}\n", "completion": f"{following}:\n"})
     return examples
@@ -64,7 +66,7 @@ def who_speaks_next(pairs: list[tuple[str, str]]) -> list[dict]:
 
 def complete_the_line(pairs: list[tuple[str, str]], rng: random.Random) -> list[dict]:
     examples = []
-    for _, speech in pairs:
+    for _, speech, _ in pairs:
         for line in speech.splitlines():
             words = line.split(" ")
             if len(words) < 6 or len(line) > 80:
@@ -78,7 +80,11 @@ def complete_the_line(pairs: list[tuple[str, str]], rng: random.Random) -> list[
 def make(out_dir: Path, seed: int = 0) -> dict[str, int]:
     text = bundled_path("tiny_shakespeare", ".txt", DataError).read_text(encoding="utf-8")
     pairs = speeches(text)
-    split = int(len(pairs) * (1 - HELD_OUT_FRACTION))
+    # The demo's validation split is the corpus's last 5% of bytes: held-out speeches start
+    # there, so no held-out prompt or answer is text the demo model trained on.
+    # (+2: the stream the split cuts also holds the document's BOS and EOS)
+    first_held_out = (len(text.encode("utf-8")) + 2) * (1 - HELD_OUT_FRACTION) + 2
+    split = next(i for i, (_, _, offset) in enumerate(pairs) if offset >= first_held_out)
     rng = random.Random(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}

@@ -159,7 +159,7 @@ def compute_entropies(
 
 def save_entropies(path: Path, values: np.ndarray, stream: IdStream, producer: dict | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npy")  # one per process: writers may race
     np.save(tmp, values.astype(np.float16))
     tmp.replace(path)
     Path(f"{path}.json").write_text(json.dumps(fingerprint(stream, producer), indent=1) + "\n")

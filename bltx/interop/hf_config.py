@@ -172,6 +172,8 @@ def hf_config_from_recipe(table) -> Any:
         if pat.model.get("type") != "transformer":
             raise _unsupported(f"patcher.model.type = '{pat.model.get('type')}'")
         em = validate("entropy_model", pat.model, "model.patcher.model")
+        if em.qkv_bias:
+            raise _unsupported("patcher.model.qkv_bias = true (HF BLT's projections have no biases)")
         patching = {
             "patch_in_forward": True,
             "patching_mode": "entropy",

@@ -23,6 +23,8 @@ patch length.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,7 +63,8 @@ def _token_starts(owner: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 
 
 def _dims_only(cfg: LMDims) -> TransformerDims:
-    return TransformerDims(cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.ffn_dim, cfg.norm_eps, cfg.rope_theta)
+    """The TransformerDims fields of `cfg`, every one (a new field cannot be dropped here)."""
+    return TransformerDims(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(TransformerDims)})
 
 
 @register("model", "byte_transformer")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,9 +134,9 @@ def load_or_train(
         return load_tokenizer(path)
     vocab = train_bpe(data, vocab_size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: builds may race
     vocab.tokenizer.save(str(tmp))
-    tmp.replace(path)  # atomic: concurrent builds never read a half-written file
+    tmp.replace(path)  # atomic: a concurrent build or reader never sees a half-written file
     vocab.path = path
     return vocab
 

@@ -50,7 +50,7 @@ def adopt_init_model(recipe, overrides=(), say=_say):
     """With `init.path` a HF folder (or a converted one), replace the recipe's [model] by the
     one its config.json (model.toml) describes, keeping `--set model...` overrides that do not change a weight's shape; one
     that does (and disagrees) is a ConfigError. Other recipes are returned as they are."""
-    from bltx.registry import validate
+    from bltx.registry import parse
 
     path = init_path(recipe)
     if path is None:
@@ -86,8 +86,7 @@ def adopt_init_model(recipe, overrides=(), say=_say):
                               f"comes from its config: drop the override")
         if found:
             node[parts[-1]] = value
-    validate("model", table, "model")
-    recipe.model = table
+    recipe.model = parse("model", table, "model")  # checked once; build reuses its Config
     say(f"model: from {origin} (replaces the recipe's [model])")
     return recipe
 

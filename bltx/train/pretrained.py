@@ -53,7 +53,7 @@ def _load_exact(model: nn.Module, state: dict, where) -> None:
     wrong = next((k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)), None)
     if wrong is not None:
         raise CheckpointError(f"{where} does not fit its model: '{wrong}' is {list(state[wrong].shape)} there, "
-                              f"{list(own[wrong].shape)} in the model (its model.toml or config.json)")
+                              f"{list(own[wrong].shape)} in the model its recipe describes")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{where} does not fit its own model: missing {sorted(missing)[:3]}, "
