@@ -22,7 +22,7 @@ from bltx.checkpoint.finite import local_state_finite
 from bltx.checkpoint.manager import CheckpointManager, check_compatible, export_model_state, read_meta
 from bltx.checkpoint.resume_check import check_resume
 from bltx.checkpoint.trainer_state import parse_trainer_state
-from bltx.checkpoint.weights import find_checkpoint, load_model_state, saved_tensor_shapes
+from bltx.checkpoint.weights import find_checkpoint, load_exactly, load_model_state, saved_tensor_shapes
 
 __all__ = [
     "CheckpointManager",
@@ -30,6 +30,7 @@ __all__ = [
     "check_resume",
     "export_model_state",
     "find_checkpoint",
+    "load_exactly",
     "load_model_state",
     "local_state_finite",
     "parse_trainer_state",

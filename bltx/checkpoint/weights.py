@@ -117,10 +117,6 @@ def find_checkpoint(path: str | os.PathLike, report: Callable[[str], None] = war
     raise CheckpointError(f"no complete checkpoint under {p}")
 
 
-def latest_checkpoint(dump_dir: Path) -> Path | None:
-    return newest_good_checkpoint(dump_dir / "checkpoints")
-
-
 def saved_tensor_shapes(ckpt: Path, prefix: str = "model.") -> dict[str, tuple[torch.Size, torch.dtype]]:
     """Key (without `prefix`) -> (shape, dtype) of each tensor saved under `prefix`."""
     meta = read_metadata(ckpt)  # allow-listed unpickling: CheckpointError if anything else
@@ -170,6 +166,23 @@ def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     load_state({"model": model}, ckpt)
     require_finite(model, f"checkpoint {ckpt}")
     return model
+
+
+def load_exactly(module: torch.nn.Module, state: dict[str, torch.Tensor], subject: str, target: str,
+                 place: str, fix: str = "") -> None:
+    """Load `state` into `module`, every name and shape exact, or one CheckpointError line:
+    the first tensor of another shape (`subject` does not fit `target`: '...' is [..] there,
+    [..] in `place``fix`), else the first missing and unexpected names. The shapes are
+    checked first because load_state_dict reports a mismatch as a many-line error."""
+    own = module.state_dict()
+    wrong = next((k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)), None)
+    if wrong is not None:
+        raise CheckpointError(f"{subject} does not fit {target}: '{wrong}' is {list(state[wrong].shape)} there, "
+                              f"{list(own[wrong].shape)} in {place}{fix}")
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{subject} does not fit {target}: missing {sorted(missing)[:3]}, "
+                              f"unexpected {sorted(unexpected)[:3]}")
 
 
 def require_finite(state: dict[str, torch.Tensor], where: object) -> None:

@@ -31,7 +31,7 @@ from bltx.patching.base import Patcher
 from bltx.protocols import missing_cached
 from bltx.registry import build, register
 from bltx.schema import component
-from bltx.checkpoint import load_model_state
+from bltx.checkpoint import load_exactly, load_model_state
 
 
 def starts_from_entropies(
@@ -168,17 +168,5 @@ class EntropyPatcher(Patcher):
             if any(k.startswith(prefix) for k in state):
                 state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
                 break
-        own = self.entropy_model.state_dict()
-        wrong = next((k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)), None)
-        if wrong is not None:  # load_state_dict would raise a multi-line size-mismatch report
-            raise CheckpointError(
-                f"patcher.checkpoint {path} does not fit the entropy model: '{wrong}' is "
-                f"{list(state[wrong].shape)} there, {list(own[wrong].shape)} in model.patcher.model; "
-                f"set model.patcher.model to the settings it was trained with"
-            )
-        missing, unexpected = self.entropy_model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise CheckpointError(
-                f"patcher.checkpoint {path} does not fit the entropy model: "
-                f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
-            )
+        load_exactly(self.entropy_model, state, f"patcher.checkpoint {path}", "the entropy model",
+                     "model.patcher.model", "; set model.patcher.model to the settings it was trained with")

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bltx.checkpoint import load_exactly
 from bltx.errors import CheckpointError
 from bltx.interop.hf_folder import is_hf_folder
 from bltx.sections import Recipe
@@ -48,16 +49,7 @@ def _build(recipe: Recipe, device) -> nn.Module:
 
 
 def _load_exact(model: nn.Module, state: dict, where) -> None:
-    """Load `state` into `model`, or one line naming the first tensor that does not fit."""
-    own = model.state_dict()
-    wrong = next((k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)), None)
-    if wrong is not None:
-        raise CheckpointError(f"{where} does not fit its model: '{wrong}' is {list(state[wrong].shape)} there, "
-                              f"{list(own[wrong].shape)} in the model its recipe describes")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{where} does not fit its own model: missing {sorted(missing)[:3]}, "
-                              f"unexpected {sorted(unexpected)[:3]}")
+    load_exactly(model, state, str(where), "its model", "the model its recipe describes")
 
 
 def load_model(path: str | Path, device="cpu", base: Recipe | None = None,
