@@ -32,7 +32,8 @@ from bltx.schema import ComponentTable, did_you_mean, set_component_parser, to_d
 # and no import arrow points from core up into the application. Add a module here when it
 # registers a built-in; plugins never edit this table (job.plugins, entry points).
 BUILTINS: dict[str, tuple[str, ...]] = {
-    "model": ("bltx.model.blt", "bltx.model.entropy_lm", "bltx.model.baselines", "bltx.model.learned_blt"),
+    "model": ("bltx.model.blt", "bltx.model.entropy_lm", "bltx.model.baselines", "bltx.model.learned_blt",
+              "bltx.interop.byteify.model"),
     "patcher": ("bltx.patching.simple", "bltx.patching.entropy", "bltx.patching.bpe"),
     "byte_embedder": ("bltx.model.embedder",),
     "encoder": ("bltx.model.local_encoder", "bltx.model.byte_encoder"),

@@ -15,6 +15,8 @@ import json
 import os
 import subprocess
 import sys
+
+import torch
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -309,3 +311,38 @@ def random_ids(B: int = 2, T: int = 48, seed: int = 3):
     ids = torch.randint(4, 260, (B, T), generator=g)
     ids[:, 0] = 1
     return ids
+
+
+# -- byteifying (issue 23): a tiny subword source, as a user's save_pretrained folder -------------
+
+SOURCE_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
+               "Second Citizen:\nWe are accounted poor citizens, the patricians good.\n") * 20
+
+
+def save_source_folder(folder, kind: str = "llama", vocab_size: int = 300, hidden: int = 64, layers: int = 2,
+                       seed: int = 0):
+    """A random Llama (or Qwen2: q/k/v biases) causal LM with a byte-level BPE tokenizer
+    trained on SOURCE_TEXT, saved as HF folders are (config.json, model.safetensors,
+    tokenizer.json). -> (folder, the HF model)."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=["<|endoftext|>"], show_progress=False)
+    tok.train_from_iterator([SOURCE_TEXT], trainer)
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                                                bos_token="<|endoftext|>")
+    torch.manual_seed(seed)
+    sizes = dict(vocab_size=tok.get_vocab_size(), hidden_size=hidden, intermediate_size=96,
+                 num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                 max_position_embeddings=256, rope_theta=10000.0, tie_word_embeddings=False)
+    config = (transformers.Qwen2Config(**sizes, use_sliding_window=False) if kind == "qwen2"
+              else transformers.LlamaConfig(**sizes))
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder, model

@@ -59,6 +59,12 @@ class LocalDecoder(nn.Module):
                 doc_ids: torch.Tensor | None = None) -> torch.Tensor:
         """`doc_ids` [B, T]: bytes attend only inside their document (the assembly has set
         the patch ids of bytes whose patch lies in another document to -1: none read)."""
+        return self.output(self.hidden(h, latent, dec_patch_ids, doc_ids))
+
+    def hidden(self, h: torch.Tensor, latent: torch.Tensor, dec_patch_ids: torch.Tensor,
+               doc_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The normalised byte states the head reads [B, T, dim] (models with heads of
+        their own read them: bltx/interop/byteify/)."""
         B, T, d = h.shape
         P = latent.shape[1]
         k = self.cfg.cross_attn_k
@@ -73,7 +79,7 @@ class LocalDecoder(nn.Module):
             if name in self.cross_attn:
                 h = h + self.cross_attn[name](h, kv, cross_mask, self.backend)
             h = layer(h, self_mask, rope, self.backend)
-        return self.output(self.norm(h))
+        return self.norm(h)
 
     # -- cached generation (bltx/model/cache.py) ----------------------------------------------
     # Every byte reads the newest complete patch (lookahead rule, bltx/model/blt.py), so the
@@ -89,7 +95,10 @@ class LocalDecoder(nn.Module):
                 "patch": patch, "valid": torch.zeros(batch, dtype=torch.bool, device=like.device)}
 
     def prefill(self, h, latent, dec_patch_ids, lengths: torch.Tensor, cache: dict) -> torch.Tensor:
-        return prefill_stack(self.layers, cache["stack"], lengths, lambda: self(h, latent, dec_patch_ids))
+        return self.output(self.prefill_hidden(h, latent, dec_patch_ids, lengths, cache))
+
+    def prefill_hidden(self, h, latent, dec_patch_ids, lengths: torch.Tensor, cache: dict) -> torch.Tensor:
+        return prefill_stack(self.layers, cache["stack"], lengths, lambda: self.hidden(h, latent, dec_patch_ids))
 
     def set_patch(self, latent_state: torch.Tensor, active: torch.Tensor, cache: dict) -> None:
         """Rows `active` now read the patch whose latent output is latent_state [B, 1, latent_dim]."""
@@ -105,6 +114,10 @@ class LocalDecoder(nn.Module):
     def step(self, h: torch.Tensor, cache: dict) -> torch.Tensor:
         """T bytes per row, all reading the current patch, h [B, T, dim] (the encoder's
         states) -> logits [B, T, 260]."""
+        return self.output(self.step_hidden(h, cache))
+
+    def step_hidden(self, h: torch.Tensor, cache: dict) -> torch.Tensor:
+        """`step`'s normalised byte states [B, T, dim], before the head."""
         stack = cache["stack"]
         info = stack.prepare(count=h.shape[1])
         for i, (name, layer) in enumerate(self.layers.items()):
@@ -113,7 +126,7 @@ class LocalDecoder(nn.Module):
                 h = h + self.cross_attn[name].step(h, k, v, cache["valid"])
             h = layer.step(h, stack.layers[i], info)
         stack.advance(count=h.shape[1])
-        return self.output(self.norm(h))
+        return self.norm(h)
 
     def init_weights(self) -> None:
         init_linear(self.patch_proj)

@@ -1,0 +1,81 @@
+"""Exact byte-level distillation targets from the source's next-token distributions.
+
+The byteified model is a model of bytes *and* boundaries: at byte t it first says whether
+t ends the patch (token) it is in, then gives the next byte, from the head for "inside a
+token" or "after a token". Written that way, the source's distribution over the next token
+q(v) = P(token_{j} = v | tokens before) factors exactly into byte-level conditionals, with u
+the bytes of token j read so far (u is a prefix of it) and S(u) = sum of q(v) over tokens v
+starting with u:
+
+    P(token ends after u)            = q(u) / S(u)
+    P(next byte c | it goes on)      = S(uc) / (S(u) - q(u))
+    P(first byte c of the next token) = sum of q_{j}(v) over tokens v starting with c
+
+so a byte model that matched all three at every byte would assign every (bytes,
+boundaries) sequence exactly the source's probability of that token sequence. These are
+the targets: exact for the joint process (no approximation inside a token or at its end),
+given the tokens the source read. What is not exact is the byte-only marginal: the source
+also puts probability on non-canonical segmentations of the same bytes, which the joint
+process keeps apart (its NLL is the source's NLL of the canonical tokens, the number the
+source's bpb counts).
+
+All sums are differences of a cumulative sum over the vocabulary sorted by bytes (the
+prefix trie of bltx/interop/byteify/vocab.py); a byte's children are read through the trie's
+edges, so memory grows with the positions' fan-out, not with 256 per trie node.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from bltx.bytes import OFFSET, VOCAB_SIZE
+
+TINY = 1e-30
+
+
+class Targets(NamedTuple):
+    inside: torch.Tensor     # bool [B, T]: the byte has targets (its token's prefix is known, and a token before it)
+    p_end: torch.Tensor      # float [B, T]: P(the token ends at t)
+    cont: torch.Tensor       # float [B, T, 260]: P(next byte | the token goes on) (zeros where it cannot)
+    can_go_on: torch.Tensor  # bool [B, T]: some longer token starts with the prefix
+    first: torch.Tensor      # float [B, P, 260]: first-byte distribution after each patch's token
+    first_ok: torch.Tensor   # bool [B, P]: the patch is a known token
+
+
+@torch.no_grad()
+def distillation_targets(q: torch.Tensor, first: torch.Tensor, patch_token: torch.Tensor, node: torch.Tensor,
+                         patch_ids: torch.Tensor, trie: dict[str, torch.Tensor],
+                         sorted_tokens: torch.Tensor) -> Targets:
+    """q [B, P, V]: the source's next-token probabilities after each patch's token; first
+    [B, P, 260]: their first-byte marginals; patch_token [B, P], node [B, T], patch_ids
+    [B, T] from SourceVocab.describe; trie / sorted_tokens: SourceVocab's."""
+    B, P, V = q.shape
+    T = node.shape[1]
+    cum = torch.nn.functional.pad(q[..., sorted_tokens].cumsum(-1), (1, 0)).reshape(B * P, -1)
+    prev = patch_ids - 1
+    prev_ok = (prev >= 0) & (patch_token.gather(1, prev.clamp(min=0)) >= 0)
+    inside = (node >= 0) & prev_ok
+    rows = (torch.arange(B, device=q.device)[:, None] * P + prev.clamp(min=0))[inside]
+    n = node[inside]
+    lo, hi, token_at = trie["lo"][n], trie["hi"][n], trie["token_at"][n]
+    total = cum[rows, hi] - cum[rows, lo]
+    own = torch.where(token_at >= 0, q.reshape(B * P, V)[rows, token_at.clamp(min=0)], torch.zeros_like(total))
+    rest = total - own
+    # Children of each position's node, flattened (position, edge) pairs.
+    counts = trie["fanout"][n]
+    pair = torch.repeat_interleave(torch.arange(n.numel(), device=q.device), counts)
+    offsets = torch.arange(pair.numel(), device=q.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    edge = trie["edge_lo"][n][pair] + offsets
+    child = trie["edge_node"][edge]
+    mass = cum[rows[pair], trie["hi"][child]] - cum[rows[pair], trie["lo"][child]]
+    cont_flat = torch.zeros(n.numel(), VOCAB_SIZE, device=q.device, dtype=q.dtype)
+    cont_flat[pair, trie["edge_byte"][edge] + OFFSET] = mass / rest[pair].clamp_min(TINY)
+    p_end = torch.zeros(B, T, device=q.device, dtype=q.dtype)
+    p_end[inside] = (own / total.clamp_min(TINY)).clamp(0.0, 1.0)
+    cont = torch.zeros(B, T, VOCAB_SIZE, device=q.device, dtype=q.dtype)
+    cont[inside] = cont_flat
+    can_go_on = torch.zeros(B, T, dtype=torch.bool, device=q.device)
+    can_go_on[inside] = rest > 1e-12 * total.clamp_min(TINY)
+    return Targets(inside, p_end, cont, can_go_on, first, patch_token >= 0)

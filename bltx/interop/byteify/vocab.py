@@ -1,0 +1,199 @@
+"""The source's vocabulary as a byteified model needs it, on bltx ids (byte + OFFSET, the
+four special ids below): its tokenizer's boundaries over any window of ids, the token each
+patch spells, the longest token ending at each byte, and the prefix trie the exact
+distillation targets are read from (bltx/interop/byteify/teacher.py).
+
+    vocab = SourceVocab(SourceTokenizer(folder))
+    starts = vocab.token_starts(ids_row)            # bool [T]: the tokenizer's boundaries
+    info = vocab.describe(ids, starts)              # token per patch, trie node per byte, ...
+
+Special ids are patches of their own: BOS reads as the source's BOS (or EOS) token, EOS as
+its EOS token, PAD as none. Bytes that are not valid UTF-8 (a window cut inside a
+character, binary data) are tokenized as their single-byte tokens, which byte-level BPE
+always has, so every window of ids has a segmentation into source tokens.
+
+The trie: the vocabulary's byte tokens sorted by their bytes, so the tokens extending a
+prefix are a contiguous range [lo, hi) of that order; node n is a prefix, `token_at[n]`
+the token spelling exactly it (-1: none), and its children are the edges
+[edge_lo[n], edge_lo[n] + fanout[n]) of `edge_byte` / `edge_node` (a CSR layout: memory
+grows with the vocabulary's bytes, not with 256 per node).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bltx.bytes import BOS_ID, EOS_ID, OFFSET
+from bltx.interop.source_tokenizer import SourceTokenizer
+
+
+@dataclass
+class WindowTokens:
+    """What the host knows of a batch of windows, as tensors on the model's device."""
+
+    patch_token: torch.Tensor     # long [B, P]: the source token each patch spells (-1: none)
+    ending_token: torch.Tensor    # long [B, P]: the longest token ending at each patch's last byte (-1: none)
+    node: torch.Tensor            # long [B, T]: trie node of the bytes from the patch start to t (-1: none)
+
+
+class SourceVocab:
+    def __init__(self, tokenizer: SourceTokenizer):
+        self.tokenizer = tokenizer
+        token_bytes = tokenizer.token_bytes
+        self.vocab_size = len(token_bytes)
+        self.single = [-1] * 256  # byte -> its single-byte token
+        self.of_bytes: dict[bytes, int] = {}
+        for i, data in enumerate(token_bytes):
+            if data:
+                self.of_bytes.setdefault(data, i)
+                if len(data) == 1:
+                    self.single[data[0]] = i
+        specials = tokenizer.tokenizer.get_vocab(with_added_tokens=True)
+        self.eos_token = _first_present(specials, ("<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"))
+        bos = _first_present(specials, ("<|begin_of_text|>", "<s>", "<bos>"))
+        self.bos_token = bos if bos is not None else self.eos_token
+        self.max_token_bytes = max((len(b) for b in token_bytes if b), default=1)
+        self._build_trie(token_bytes)
+
+    # -- boundaries ---------------------------------------------------------------------------
+
+    def tokens(self, data: bytes) -> list[int]:
+        """Source token ids spelling `data` exactly (invalid UTF-8 as single-byte tokens)."""
+        out: list[int] = []
+        while data:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                if bad.start:
+                    out += self.tokenizer.encode(data[: bad.start].decode("utf-8"))
+                out += [self.single[b] for b in data[bad.start: bad.end]]
+                data = data[bad.end:]
+                continue
+            out += self.tokenizer.encode(text)
+            break
+        return out
+
+    def token_starts(self, ids: np.ndarray) -> np.ndarray:
+        """bool [T] for one row of bltx ids: the source tokenizer's token starts, each
+        special id a patch of its own."""
+        starts = np.zeros(len(ids), dtype=bool)
+        special = np.flatnonzero(ids < OFFSET)
+        cuts = [-1, *special.tolist(), len(ids)]
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            if a >= 0:
+                starts[a] = True
+            lo = a + 1
+            if b > lo:
+                lengths = [len(self.tokenizer.token_bytes[i]) for i in self.tokens(bytes((ids[lo:b] - OFFSET).tolist()))]
+                starts[lo + np.cumsum([0, *lengths[:-1]])] = True
+        return starts
+
+    # -- what each patch and byte is, for one batch ------------------------------------------
+
+    def describe(self, ids: torch.Tensor, starts: torch.Tensor, num_patches: int) -> WindowTokens:
+        """ids [B, T], starts bool [B, T] -> WindowTokens (host work: one pass over the bytes)."""
+        B, T = ids.shape
+        ids_h, starts_h = ids.tolist(), starts.tolist()
+        patch_token = np.full((B, num_patches), -1, dtype=np.int64)
+        ending = np.full((B, num_patches), -1, dtype=np.int64)
+        node = np.full((B, T), -1, dtype=np.int64)
+        children, token_at = self._children, self.token_at_list
+        for b in range(B):
+            row, srow = ids_h[b], starts_h[b]
+            j, n = -1, -1
+            for t in range(T):
+                v = row[t]
+                if srow[t] or t == 0:
+                    j += 1
+                    n = 0
+                if v < OFFSET:
+                    n = -1
+                    patch_token[b, j] = ending[b, j] = self._special_token(v)
+                    continue
+                n = children[n].get(v - OFFSET, -1) if n >= 0 else -1
+                node[b, t] = n
+                # The patch so far spells a token: record it (the patch's last byte wins).
+                patch_token[b, j] = token_at[n] if n >= 0 else -1
+                ending[b, j] = self._longest_ending(row, t)
+        device = ids.device
+        return WindowTokens(torch.from_numpy(patch_token).to(device), torch.from_numpy(ending).to(device),
+                            torch.from_numpy(node).to(device))
+
+    def ending_token(self, history: list[int]) -> int:
+        """What `describe` gives a patch ending at the last of `history` (bltx ids): the
+        longest vocabulary token ending there, or a special id's token; -1: none."""
+        if history[-1] < OFFSET:
+            return self._special_token(history[-1])
+        return self._longest_ending(history, len(history) - 1)
+
+    def _longest_ending(self, row: list[int], t: int) -> int:
+        node, best, j = self.tokenizer._trie, -1, t
+        while j >= 0 and j > t - self.max_token_bytes and row[j] >= OFFSET:
+            node = node.get(row[j] - OFFSET)
+            if node is None:
+                break
+            best = node.get(-1, best)
+            j -= 1
+        return best
+
+    def _special_token(self, v: int) -> int:
+        if v == BOS_ID:
+            return self.bos_token if self.bos_token is not None else -1
+        if v == EOS_ID:
+            return self.eos_token if self.eos_token is not None else -1
+        return -1
+
+    # -- the prefix trie ------------------------------------------------------------------------
+
+    def _build_trie(self, token_bytes: list[bytes | None]) -> None:
+        ids = sorted((i for i, b in enumerate(token_bytes) if b), key=lambda i: token_bytes[i])
+        self.sorted_tokens = torch.tensor(ids, dtype=torch.long)  # position in order -> token id
+        children: list[dict[int, int]] = [{}]
+        lo, hi, token_at = [0], [len(ids)], [-1]
+        for pos, i in enumerate(ids):
+            n = 0
+            for byte in token_bytes[i]:
+                nxt = children[n].get(byte)
+                if nxt is None:
+                    nxt = len(children)
+                    children[n][byte] = nxt
+                    children.append({})
+                    lo.append(pos)
+                    hi.append(pos)
+                    token_at.append(-1)
+                n = nxt
+                hi[n] = pos + 1
+            token_at[n] = i
+        self._children = children
+        self.token_at_list = token_at
+        fanout = [len(c) for c in children]
+        edge_lo = np.cumsum([0, *fanout[:-1]])
+        edges = [(byte, child) for c in children for byte, child in sorted(c.items())]
+        self.trie = {
+            "lo": torch.tensor(lo), "hi": torch.tensor(hi), "token_at": torch.tensor(token_at),
+            "fanout": torch.tensor(fanout), "edge_lo": torch.from_numpy(edge_lo.astype(np.int64)),
+            "edge_byte": torch.tensor([e[0] for e in edges], dtype=torch.long),
+            "edge_node": torch.tensor([e[1] for e in edges], dtype=torch.long),
+        }
+
+    def first_byte_ids(self) -> torch.Tensor:
+        """long [V]: the bltx id each token's probability counts for when it is the next
+        token's first byte: its first byte (+ OFFSET), EOS_ID for the EOS token, -1 for the
+        others (specials that spell no bytes)."""
+        out = torch.full((self.vocab_size,), -1, dtype=torch.long)
+        for i, data in enumerate(self.tokenizer.token_bytes):
+            if data:
+                out[i] = data[0] + OFFSET
+        if self.eos_token is not None:
+            out[self.eos_token] = EOS_ID
+        return out
+
+
+def _first_present(vocab: dict[str, int], names: tuple[str, ...]) -> int | None:
+    for name in names:
+        if name in vocab:
+            return vocab[name]
+    return None
