@@ -247,7 +247,7 @@ class ByteifiedLM(ByteLatentModel):
             patch_ids = model_starts.long().cumsum(-1) - 1
             num_patches = int(patch_ids[:, -1].max()) + 1  # the last patch is closed at the window's end
             tokens = self.vocab.describe(ids, model_starts, num_patches)
-            teacher = self._teacher(tokens, patch_ids) if self._distilling(targets, starts) else None
+            teacher = self.teacher_targets(tokens, patch_ids) if self._distilling(targets, starts) else None
         slots = ids.new_zeros(B, num_patches, dtype=torch.bool)
         torch._dynamo.maybe_mark_dynamic(slots, 1)
         return self.forward_patched(x_ext, bounds, patch_ids, slots, tokens, targets, teacher)
@@ -256,7 +256,7 @@ class ByteifiedLM(ByteLatentModel):
         return (self.training and targets is not None and starts is None and self.cfg.distill_weight > 0
                 and self.cfg.boundaries == "tokenizer")
 
-    def _teacher(self, tokens: WindowTokens, patch_ids: torch.Tensor) -> Targets:
+    def teacher_targets(self, tokens: WindowTokens, patch_ids: torch.Tensor) -> Targets:
         """The source reading the window's tokens (its own embeddings), and the exact targets."""
         z = self.latent(self.source_embedding(tokens.patch_token))
         q = self.source_head.token_probs(z)

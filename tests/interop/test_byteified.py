@@ -1,0 +1,231 @@
+"""A byteified subword LM (bltx/interop/byteify/, issue 23), checked against the source it
+came from (a random HF Llama / Qwen2 saved with save_pretrained, with its own BPE
+tokenizer): the plumbing is exact before anything is learned, the distillation targets are
+the source's token probabilities byte by byte, generation decides boundaries online and
+matches recomputation, and bad sources are one line."""
+
+import math
+
+import pytest
+import torch
+
+import bltx
+from bltx.bytes import BOS_ID, OFFSET
+
+from helpers import SOURCE_TEXT, assert_one_clean_line, read_metrics, run_cli, save_source_folder, write_recipe
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+TEXT = SOURCE_TEXT.encode()
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2"])
+def source(request, tmp_path_factory):
+    return save_source_folder(tmp_path_factory.mktemp(request.param), request.param)
+
+
+@pytest.fixture(scope="module")
+def llama_source(tmp_path_factory):
+    return save_source_folder(tmp_path_factory.mktemp("llama"), "llama")
+
+
+def table(folder, **extra):
+    return {"type": "byteified", "source": str(folder),
+            "byte_embedder": {"type": "hash_ngram", "ngram_sizes": [3, 4], "hash_vocab": 512},
+            "encoder": {"type": "local", "dim": 32, "n_layers": 1, "n_heads": 2},
+            "latent": {"type": "hf_llama", "path": str(folder), "final_norm": True},
+            "decoder": {"type": "local", "dim": 32, "n_layers": 1, "n_heads": 2}, **extra}
+
+
+def window(start=0, length=96):
+    return torch.tensor([[BOS_ID] + [b + OFFSET for b in TEXT[start: start + length]]])
+
+
+def test_oracle_latent_over_source_embeddings_is_the_source(source):
+    """The local encoder replaced by the source's own embedding lookup at tokenizer
+    boundaries: the latent's outputs are the source's final hidden states (fp32)."""
+    folder, hf = source
+    model = bltx.build("model", table(folder)).eval()
+    ids = torch.cat([window(0), window(40)])
+    with torch.no_grad():
+        ours = model.source_states(ids)
+        starts = model.patch(ids)
+        for row in range(2):
+            tokens = model.vocab.describe(ids[row:row + 1], starts[row:row + 1], ours.shape[1]).patch_token[0]
+            n = int(starts[row].sum())
+            assert bool((tokens[:n] >= 0).all())
+            # The tokens spell the window: BOS's token, then the tokenizer's own encoding.
+            data = bytes(v - OFFSET for v in ids[row, 1:].tolist())
+            assert tokens[1:n].tolist() == model.vocab.tokens(data)
+            ref = hf.model(tokens[None, :n]).last_hidden_state
+            assert torch.allclose(ours[row, :n], ref[0], atol=1e-5), (ours[row, :n] - ref[0]).abs().max()
+
+
+def test_distillation_targets_are_the_source_token_probabilities(llama_source):
+    """Multiplying the teacher's byte-level factors (boundary, next byte inside a token,
+    first byte after one) over a token's bytes gives the source's probability of that
+    token (teacher.py): summed over a window, the source's token NLL to 1e-4."""
+    folder, hf = llama_source
+    model = bltx.build("model", table(folder)).train()
+    ids = window(7, 120)
+    x, y = ids[:, :-1], ids[:, 1:]
+    with torch.no_grad():
+        bounds = model.boundaries(x, y)
+        starts = torch.nn.functional.pad(bounds.ends[:, :-1], (1, 0), value=True)
+        patch_ids = starts.long().cumsum(-1) - 1
+        P = int(patch_ids[:, -1].max()) + 1
+        tokens = model.vocab.describe(x, starts, P)
+        t = model.teacher_targets(tokens, patch_ids)
+        ends = bounds.ends[0]
+        total = 0.0
+        K = P - 1  # the last token may be cut by the window's end: score tokens 1 .. K-1
+        for pos in range(x.shape[1]):
+            j = int(patch_ids[0, pos])
+            if 1 <= j < K:
+                assert bool(t.inside[0, pos])
+                p = float(t.p_end[0, pos])
+                total += math.log(p if ends[pos] else 1 - p)
+                if not ends[pos]:
+                    total += math.log(float(t.cont[0, pos, y[0, pos]]))
+            if 0 <= j < K - 1 and ends[pos]:
+                total += math.log(float(t.first[0, j, y[0, pos]]))
+        logp = torch.log_softmax(hf(tokens.patch_token[:, :K]).logits.float(), -1)[0]
+        ref = sum(float(logp[k - 1, tokens.patch_token[0, k]]) for k in range(1, K))
+    assert abs(total - ref) < 1e-4 * max(1.0, abs(ref)), (total, ref)
+
+
+def test_first_byte_prior_is_the_sources_next_token_marginal(llama_source):
+    folder, hf = llama_source
+    model = bltx.build("model", table(folder)).eval()
+    z = torch.randn(3, 64)
+    logp = model.source_head.first_byte_logp(z)
+    probs = torch.softmax(hf.lm_head(z), -1)
+    token_bytes = model.vocab.tokenizer.token_bytes
+    eos = model.vocab.eos_token
+    for c in (OFFSET + ord("e"), OFFSET + ord(" ")):
+        mass = sum(probs[:, i] for i, b in enumerate(token_bytes) if b and b[0] + OFFSET == c)
+        norm = sum(probs[:, i] for i, b in enumerate(token_bytes) if b or i == eos)
+        assert torch.allclose(logp[:, c].exp(), mass / norm, atol=1e-6)
+
+
+def _sharpen_boundaries(model):
+    """A random boundary head would say 'ends' half the time; a sharper one makes both
+    outcomes common in a short generation (the rows then close patches at different bytes)."""
+    with torch.no_grad():
+        model.heads.boundary.weight.normal_(0, 1.0)
+        model.heads.boundary.bias.zero_()
+
+
+@pytest.mark.parametrize("boundaries", ["tokenizer", "predictor"])
+def test_cached_generation_equals_recomputation(llama_source, boundaries):
+    """Greedy, two prompts of different lengths batched: the session's bytes, fed back to the
+    forward with the boundaries the session emitted, are its argmax at every step, and its
+    logits match to 1e-5."""
+    from bltx.infer.generate import _padded, generate, to_prompt_ids
+
+    folder, _ = llama_source
+    torch.manual_seed(1)
+    model = bltx.build("model", table(folder, boundaries=boundaries)).eval()
+    _sharpen_boundaries(model)
+    prompts = [to_prompt_ids(p) for p in ("First Cit", "Speak, speak. We are")]
+    ids, lengths = _padded(prompts, torch.device("cpu"))
+    session = model.new_session(2, ids.shape[1] + 24)
+    logits, steps, out = session.prefill(ids, lengths), [], [[], []]
+    for _ in range(24):
+        steps.append(logits)
+        nxt = logits.argmax(-1)
+        for row in range(2):
+            out[row].append(int(nxt[row]))
+        session.feed(nxt)
+        logits = session.decode()
+    for row in range(2):
+        full = torch.cat([prompts[row], torch.tensor(out[row])])[None]
+        starts = session.realised_starts(row)[None]
+        assert 3 < len(session.ends[row]) < len(full[0]) - 3, "both boundary outcomes occur"
+        with torch.no_grad():
+            ref = model(full, starts=starts).logits[0]
+        L = len(prompts[row])
+        for i in range(24):
+            assert torch.allclose(steps[i][row], ref[L - 1 + i], atol=1e-5)
+    # The generator drives the same session: the same greedy bytes.
+    assert [o.tolist() for o in generate(model, ["First Cit", "Speak, speak. We are"], 24)] == out
+
+
+def test_causal_with_the_boundary_head_in_the_loop(llama_source):
+    """Two byte streams sharing a prefix, fed through the session (boundaries decided
+    online by the model): the logits at every shared position agree, whatever follows."""
+    folder, _ = llama_source
+    torch.manual_seed(2)
+    model = bltx.build("model", table(folder)).eval()
+    _sharpen_boundaries(model)
+    a, b = window(0, 60)[0], window(0, 60)[0].clone()
+    b[35:] = torch.tensor([OFFSET + ord(c) for c in "zq! xx" * 5])[: len(b) - 35]
+
+    def logits_of(ids):
+        s = model.new_session(1, len(ids) + 1)
+        out = [s.prefill(ids[None, :4], torch.tensor([4]))]
+        for v in ids[4:]:
+            s.feed(v[None])
+            out.append(s.decode())
+        return torch.cat(out)
+
+    la, lb = logits_of(a), logits_of(b)
+    assert torch.equal(la[:32], lb[:32])
+    assert not torch.allclose(la[33:], lb[33:])
+
+
+def test_training_stage1_through_the_cli(llama_source, tmp_path):
+    """Stage 1 as the recipe runs it: the latent frozen stays the source's, the loss falls,
+    the predictor learns the tokenizer's boundaries; the FLOP counter counts the frozen
+    latent as forward + the backward through it and the teacher forward only."""
+    folder, hf = llama_source
+    data = tmp_path / "text.txt"
+    data.write_bytes(TEXT * 3)
+    recipe = write_recipe(tmp_path, table(folder),
+                          data={"paths": [str(data)], "seq_len": 128, "validation_fraction": 0.1},
+                          training={"steps": 30, "freeze": ["latent.*"]},
+                          checkpoint={"interval": 30, "keep_latest": 1}, metrics={"log_interval": 10})
+    proc = run_cli(str(recipe))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train = read_metrics(tmp_path / "run")
+    assert train[-1]["bpb"] < train[0]["bpb"]
+    assert train[-1]["predictor_agreement"] > max(0.75, train[0]["predictor_agreement"] + 0.05)
+    trained = bltx.load(tmp_path / "run")
+    ref = bltx.build("model", table(folder))
+    for name, p in trained.latent.state_dict().items():
+        assert torch.equal(p, ref.latent.state_dict()[name]), name
+    from bltx.eval.flops import flops_per_byte, training_factors
+
+    frozen = bltx.build("model", table(folder)).train()
+    frozen.latent.requires_grad_(False)
+    factors = training_factors(frozen, frozen.flop_terms(128, 3.5))
+    assert factors["latent"] == 2.0 and factors["teacher"] == 1.0 and factors["encoder"] == 3.0
+    assert factors["source_head"] == 2.0  # frozen, with trained parts before it
+    assert flops_per_byte(frozen, 3.5, 128, training=True)["total"] > 0
+
+
+@pytest.mark.parametrize("case", ["architecture", "tokenizer", "shape"])
+def test_bad_sources_are_one_line(llama_source, tmp_path, case):
+    import json
+    import shutil
+
+    folder, _ = llama_source
+    src = tmp_path / "src"
+    shutil.copytree(folder, src)
+    model = table(src)
+    if case == "architecture":
+        cfg = json.loads((src / "config.json").read_text())
+        cfg["model_type"] = "gpt2"
+        (src / "config.json").write_text(json.dumps(cfg))
+        expect = "model_type 'gpt2' is not a supported source"
+    elif case == "tokenizer":
+        (src / "tokenizer.json").unlink()
+        expect = "no tokenizer.json in"
+    else:
+        model["latent"] = {"type": "transformer", "dim": 48, "n_layers": 2, "n_heads": 4, "final_norm": True}
+        expect = "model.latent.dim = 48 disagrees with the source's hidden_size 64"
+    data = tmp_path / "text.txt"
+    data.write_bytes(TEXT)
+    recipe = write_recipe(tmp_path, model, data={"paths": [str(data)]}, training={"steps": 1})
+    assert_one_clean_line(run_cli(str(recipe)), expect)

@@ -1,0 +1,281 @@
+"""The byteify worked example end to end (issue 23; README "Byteifying a subword LM"):
+train a small subword source, byteify it in two stages, train a BLT of the same shape from
+scratch on the same training FLOPs, and compare all of them on the held-out last 5%.
+
+    python tools/byteify_compare.py [--out runs/byteify] [--budget 0.12]
+
+Steps, each through the command a user runs:
+  0. `python tools/make_source.py --out OUT/source`: a LlamaForCausalLM and its byte-level
+     BPE tokenizer, trained on the corpus's first 95%, saved with save_pretrained (skipped
+     when OUT/source/source.json exists);
+  1. `python -m bltx.run recipes/byteify/stage1.toml`: the source's blocks frozen;
+  2. `python -m bltx.run recipes/byteify/stage2.toml`: end to end from stage 1;
+  3. `python -m bltx.run recipes/byteify/scratch.toml`: the same shape from random weights,
+     for the training FLOPs of stages 1 + 2;
+  then `job.task=eval` with `eval.steps=0` on each (every held-out window).
+
+Budgets: stages 1 + 2 get `--budget` times the source's training FLOPs (measured by
+make_source with FlopCounterMode), `--stage1-share` of it to stage 1; each stage's steps
+follow from bltx's FLOP counter (training FLOPs per byte of the model as the trainer runs
+it: the frozen latent counts forward and the backward flowing through it, the teacher pass
+forward only) at the mean patch length measured on training windows. Stage 2's FLOPs are
+accounted afterwards at the patch length it realised (its metrics log), as compare.py does
+for learned chunking.
+
+The source's bpb is scored on the same held-out windows as the byte models: each window's
+target bytes tokenized by the source tokenizer, its EOS token as the only context, the
+summed token NLL over the window's bytes (as the BPE baseline counts it).
+
+Writes OUT/compare.json (source_bpb, stage1_bpb, byteified_bpb, scratch_bpb,
+source_train_flops, byteify_train_flops, and the details) and OUT/compare.png (held-out bpb
+against training FLOPs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+RECIPES = ROOT / "recipes" / "byteify"
+# A source small enough for the smoke test (tests/tools/test_byteify_compare.py).
+QUICK_SOURCE = ["--steps", "30", "--dim", "32", "--layers", "1", "--heads", "2", "--vocab", "300",
+                "--ctx", "64", "--batch", "4"]
+
+
+def run(cmd: list[str]) -> None:
+    print("$ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def bltx_run(recipe: Path, overrides: list[str]) -> None:
+    run([sys.executable, "-m", "bltx.run", str(recipe), *[a for o in overrides for a in ("--set", o)]])
+
+
+def toml_str(value) -> str:
+    return json.dumps(str(value))
+
+
+def plan_stage(recipe: Path, overrides: list[str]) -> dict:
+    """Training FLOPs per byte and bytes per step of `recipe` as the trainer would run it,
+    at the mean patch length of its boundaries on a few training windows."""
+    from bltx.config import load_recipe
+    from bltx.data.loader import build_data_for_recipe
+    from bltx.eval.flops import measure_mean_patch_length, total_flops_per_byte
+    from bltx.train.finetune import build_for_training
+
+    r = load_recipe(recipe, overrides)
+    torch.manual_seed(r.job.seed)
+    model = build_for_training(r)
+    batches = build_data_for_recipe(r).train_batches(r.data.batch_size, r.job.seed)
+    length = measure_mean_patch_length(model, [next(batches) for _ in range(4)])
+    seq_len = r.data.seq_len
+    return {"patch_length": length, "seq_len": seq_len,
+            "bytes_per_step": r.data.batch_size * seq_len * r.training.grad_accum,
+            "train_fpb": total_flops_per_byte(model, length, seq_len, training=True), "model": model}
+
+
+def realised_patch_length(dump: Path) -> float | None:
+    rows = [json.loads(x) for x in (dump / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    seen = [r["mean_patch_length"] for r in rows if r.get("split") == "train" and r.get("mean_patch_length")]
+    return sum(seen) / len(seen) if seen else None
+
+
+def val_curve(dump: Path, flops_per_step: float, offset: float = 0.0) -> list[list[float]]:
+    rows = [json.loads(x) for x in (dump / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return [[offset + r["step"] * flops_per_step, r["val_bpb"]] for r in rows
+            if r.get("split") == "val" and "val_bpb" in r]
+
+
+def train_and_eval(recipe: Path, dump: Path, steps: int, overrides: list[str]) -> dict:
+    if dump.exists():
+        shutil.rmtree(dump)  # a fresh run each time: never resume a stale one
+    common = [*overrides, f"job.dump_dir={toml_str(dump)}", f"training.steps={steps}",
+              f"checkpoint.interval={steps}", "checkpoint.keep_latest=1",
+              f"eval.interval={max(1, steps // 4)}", f"metrics.log_interval={max(1, steps // 10)}",
+              "metrics.progress_bar=false", f"lr_scheduler.warmup_steps={max(1, min(20, steps // 10))}"]
+    t0 = time.perf_counter()
+    bltx_run(recipe, common)
+    wall = time.perf_counter() - t0
+    bltx_run(recipe, [*common, "job.task=\"eval\"", "eval.steps=0"])
+    result = json.loads((dump / "eval.json").read_text())
+    result["wall_s"] = wall
+    return result
+
+
+@torch.no_grad()
+def source_bpb(source: Path, recipe: Path, overrides: list[str]) -> dict:
+    """The source's held-out bpb on the byte models' evaluation windows (module doc)."""
+    import transformers
+
+    from bltx.bytes import OFFSET
+    from bltx.config import load_recipe
+    from bltx.data.loader import build_data_for_recipe, validation_batches
+    from bltx.interop.byteify.vocab import SourceVocab
+    from bltx.interop.source_tokenizer import SourceTokenizer
+
+    r = load_recipe(recipe, overrides)
+    model = transformers.AutoModelForCausalLM.from_pretrained(source).eval()
+    vocab = SourceVocab(SourceTokenizer(source))
+    context = vocab.eos_token
+    nll, n_bytes, n_tokens = 0.0, 0, 0
+    for batch in validation_batches(build_data_for_recipe(r).validation, r.data.batch_size, 0):
+        for row in batch["targets"].tolist():
+            data = bytes(v - OFFSET for v in row if v >= OFFSET)
+            tokens = [context, *vocab.tokens(data)]
+            logits = model(torch.tensor([tokens])).logits[0, :-1].float()
+            nll += float(torch.nn.functional.cross_entropy(logits, torch.tensor(tokens[1:]), reduction="sum"))
+            n_bytes += len(data)
+            n_tokens += len(tokens) - 1
+    return {"bpb": nll / math.log(2) / n_bytes, "bytes": n_bytes, "bytes_per_token": n_bytes / n_tokens}
+
+
+def latent_overrides(source: Path) -> list[str]:
+    """The scratch latent's sizes: the source's (a BLT of the byteified model's shape)."""
+    from bltx.interop.llama import latent_dims, read_llama_config
+
+    dims = latent_dims(read_llama_config(source))
+    return [f"model.latent.{k}={dims[k]}" for k in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "norm_eps",
+                                                     "rope_theta")]
+
+
+def plot(out: Path, result: dict) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot (pip install matplotlib)", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, label in (("byteify_curve", "byteified (stage 1, then 2)"), ("scratch_curve", "BLT from scratch")):
+        pts = result[name]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    ax.axhline(result["source_bpb"], color="k", linestyle="--",
+               label=f"source ({result['source_train_flops']:.2g} training FLOPs)")
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs (after the source)")
+    ax.set_ylabel("held-out bits per byte")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "compare.png", dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="runs/byteify", help="output folder (default runs/byteify)")
+    ap.add_argument("--budget", type=float, default=0.12,
+                    help="training FLOPs of stages 1 + 2 as a fraction of the source's (default 0.12)")
+    ap.add_argument("--stage1-share", type=float, default=0.5, help="stage 1's share of the budget")
+    ap.add_argument("--min-steps", type=int, default=3, help="at least this many steps per run")
+    ap.add_argument("--quick", action="store_true", help="a tiny source and runs: the smoke test")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="KEY=VALUE applied to every bltx run (e.g. data.batch_size=4)")
+    args = ap.parse_args(argv)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    source = out / "source"
+    t0 = time.perf_counter()
+
+    if not (source / "source.json").is_file():
+        run([sys.executable, "tools/make_source.py", "--out", str(source), *(QUICK_SOURCE if args.quick else [])])
+    src = json.loads((source / "source.json").read_text())
+    base = [*args.overrides, f"model.source={toml_str(source)}"]
+    with_blocks = [*base, f"model.latent.path={toml_str(source)}"]
+    budget = args.budget * src["train_flops"]
+
+    plan1 = plan_stage(RECIPES / "stage1.toml", with_blocks)
+    flops_step1 = plan1["train_fpb"] * plan1["bytes_per_step"]
+    steps1 = max(args.min_steps, int(budget * args.stage1_share / flops_step1))
+    stage1 = train_and_eval(RECIPES / "stage1.toml", out / "stage1", steps1, with_blocks)
+
+    stage2_overrides = [*with_blocks, f"init.path={toml_str(out / 'stage1')}"]
+    plan2 = plan_stage(RECIPES / "stage2.toml", stage2_overrides)
+    # Planned at the tokenizer's patch length (the predictor learned to imitate it) and
+    # accounted below at the length stage 2 realised.
+    fpb2_planned = plan_fpb_at(plan2["model"], plan1["patch_length"], plan2["seq_len"])
+    steps2 = max(args.min_steps, int((budget - steps1 * flops_step1) / (fpb2_planned * plan2["bytes_per_step"])))
+    stage2 = train_and_eval(RECIPES / "stage2.toml", out / "stage2", steps2, stage2_overrides)
+    length2 = realised_patch_length(out / "stage2") or plan1["patch_length"]
+    flops_step2 = plan_fpb_at(plan2["model"], length2, plan2["seq_len"]) * plan2["bytes_per_step"]
+    byteify_flops = steps1 * flops_step1 + steps2 * flops_step2
+
+    scratch_overrides = [*base, *latent_overrides(source)]
+    plan3 = plan_stage(RECIPES / "scratch.toml", scratch_overrides)
+    flops_step3 = plan3["train_fpb"] * plan3["bytes_per_step"]
+    steps3 = max(args.min_steps, round(byteify_flops / flops_step3))
+    scratch = train_and_eval(RECIPES / "scratch.toml", out / "scratch", steps3, scratch_overrides)
+
+    source_eval = source_bpb(source, RECIPES / "stage1.toml", with_blocks)
+    result = {
+        "source_bpb": source_eval["bpb"],
+        "stage1_bpb": stage1["bpb"],
+        "byteified_bpb": stage2["bpb"],
+        "scratch_bpb": scratch["bpb"],
+        "source_train_flops": src["train_flops"],
+        "byteify_train_flops": byteify_flops,
+        "scratch_train_flops": steps3 * flops_step3,
+        "byteify_flops_fraction": byteify_flops / src["train_flops"],
+        "byteified_vs_source": stage2["bpb"] / source_eval["bpb"] - 1.0,
+        "held_out_bytes": source_eval["bytes"],
+        "source_bytes_per_token": source_eval["bytes_per_token"],
+        "steps": {"stage1": steps1, "stage2": steps2, "scratch": steps3, "source": src["steps"]},
+        "mean_patch_length": {"stage1": stage1.get("mean_patch_length"), "stage2": stage2.get("mean_patch_length"),
+                              "scratch": scratch.get("mean_patch_length")},
+        "wall_s": {"source": src.get("seconds"), "stage1": stage1["wall_s"], "stage2": stage2["wall_s"],
+                   "scratch": scratch["wall_s"], "total": time.perf_counter() - t0},
+        "source": src,
+        "byteify_curve": val_curve(out / "stage1", flops_step1) + val_curve(out / "stage2", flops_step2,
+                                                                            steps1 * flops_step1),
+        "scratch_curve": val_curve(out / "scratch", flops_step3),
+        "machine": machine(),
+    }
+    (out / "compare.json").write_text(json.dumps(result, indent=1) + "\n")
+    plot(out, result)
+    print(f"\n| model | held-out bpb | training FLOPs |\n|---|---|---|\n"
+          f"| source | {result['source_bpb']:.4f} | {result['source_train_flops']:.3g} |\n"
+          f"| byteified, stage 1 | {result['stage1_bpb']:.4f} | {steps1 * flops_step1:.3g} |\n"
+          f"| byteified, stage 2 | {result['byteified_bpb']:.4f} | {byteify_flops:.3g} (total) |\n"
+          f"| BLT from scratch | {result['scratch_bpb']:.4f} | {result['scratch_train_flops']:.3g} |\n"
+          f"\nbyteified / source - 1 = {result['byteified_vs_source']:+.2%}; byteify FLOPs = "
+          f"{result['byteify_flops_fraction']:.1%} of the source's; wrote {out / 'compare.json'}")
+    return 0
+
+
+def plan_fpb_at(model, patch_length: float, seq_len: int) -> float:
+    from bltx.eval.flops import total_flops_per_byte
+
+    return total_flops_per_byte(model, patch_length, seq_len, training=True)
+
+
+def machine() -> dict:
+    import os
+    import platform
+
+    flags = ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        flags = next((line.split(":", 1)[1] for line in info.splitlines() if line.startswith("flags")), "")
+    except OSError:
+        pass
+    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "cores": os.cpu_count(), "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_bf16" in flags,
+            "torch": torch.__version__}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
