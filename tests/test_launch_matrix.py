@@ -222,3 +222,33 @@ def test_init_from_hf_on_fsdp_matches_one_process(work, hf_dir, name, overrides)
     single = launch(work / f"{name}_single", 1, f"data.batch_size={GLOBAL_BATCH}", *init)
     rows = launch(work / name, 2, "parallelism.dp_shard=2", "data.batch_size=4", *init)
     assert_matches(rows, single, FP32)
+
+
+# A byteified subword LM (issue 23): stage 1 of recipes/byteify (the source's blocks frozen
+# in the latent, tokenizer boundaries, the teacher pass and its KL) from a tiny random HF
+# Llama with its own BPE tokenizer, on FSDP and on TP against one process.
+BYTEIFY = "recipes/byteify/stage1.toml"
+BYTEIFY_MATRIX = [
+    ("byteify_fsdp", ["parallelism.dp_shard=2", "data.batch_size=4"]),
+    ("byteify_tp", ["parallelism.dp_shard=1", "parallelism.tp=2"]),
+]
+
+
+@pytest.fixture(scope="module")
+def byteify_source(work) -> list[str]:
+    pytest.importorskip("transformers")
+    from helpers import save_source_folder
+
+    folder, _ = save_source_folder(work / "byteify_source")
+    return [f"model.source=\"{folder}\"", f"model.latent.path=\"{folder}\""]
+
+
+@pytest.fixture(scope="module")
+def byteify_reference(work, byteify_source) -> list[dict]:
+    return launch(work / "byteify_single", 1, f"data.batch_size={GLOBAL_BATCH}", *byteify_source, recipe=BYTEIFY)
+
+
+@pytest.mark.parametrize("name,overrides", BYTEIFY_MATRIX, ids=[m[0] for m in BYTEIFY_MATRIX])
+def test_byteified_layout_matches_one_process(work, byteify_source, byteify_reference, name, overrides):
+    rows = launch(work / name, 2, *overrides, *byteify_source, recipe=BYTEIFY)
+    assert_matches(rows, byteify_reference, FP32)

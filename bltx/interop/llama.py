@@ -213,4 +213,18 @@ def load_llama_into(latent: LatentTransformer, path: str | Path, final_norm: boo
     state = llama_to_latent_state(read_llama_state(path), hf, final_norm)
     own = latent.state_dict()
     for key, value in state.items():
-        own[key].copy_(value.to(own[key].dtype))
+        copy_full(own[key], value)
+
+
+@torch.no_grad()
+def copy_full(dst: torch.Tensor, value: torch.Tensor) -> None:
+    """Copy a whole checkpoint tensor into `dst`, a plain tensor or a DTensor (a parameter
+    FSDP or TP already sharded: the meta-device build initialises after sharding), each rank
+    keeping its own shard."""
+    value = value.to(dtype=dst.dtype, device=dst.device)
+    placements = getattr(dst, "placements", None)
+    if placements is not None:
+        from torch.distributed.tensor import distribute_tensor
+
+        value = distribute_tensor(value, dst.device_mesh, placements, src_data_rank=None)
+    dst.copy_(value)

@@ -44,6 +44,18 @@ def learned_blt_plan(model) -> ParallelPlan:
                                static_shapes=_static_chunk_axis, dp_root=_batch_boundary_rate)
 
 
+@register_plan("byteified")
+def byteified_plan(model) -> ParallelPlan:
+    """A byteified subword LM (bltx/interop/byteify/model.py): BLT's blocks and latent TP
+    (the latent is the source's Llama blocks, and the teacher pass runs them again under
+    no_grad in the same forward). The source's frozen embedding table and LM head stay in
+    the root unit: small next to the blocks at these sizes, no optimizer state. The heads,
+    the boundary predictor and the frozen source head keep high precision (they decide
+    boundaries and carry the first-byte prior)."""
+    return dataclasses.replace(_byte_latent_plan(model), compiled_root="forward_patched",
+                               float8_skip=["decoder.output", "heads", "predictor", "source_head"])
+
+
 def _byte_latent_plan(model) -> ParallelPlan:
     blocks: list[str] = []
     for part in ("encoder", "latent", "decoder"):

@@ -16,7 +16,7 @@ from torch import nn
 
 from bltx.bytes import VOCAB_SIZE
 from bltx.errors import CheckpointError
-from bltx.interop.llama import read_llama_config, read_llama_state
+from bltx.interop.llama import copy_full, read_llama_config, read_llama_state
 
 # Below this a token's first-byte probability counts as zero (log of it stays finite).
 TINY = 1e-30
@@ -52,7 +52,7 @@ class SourceEmbedding(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        self.weight.copy_(source_tables(self.folder)["embedding"].to(self.weight.dtype))
+        copy_full(self.weight, source_tables(self.folder)["embedding"])
 
     def forward_flops(self, seq_len: int, patch_len: float) -> float:
         return 0.0  # a lookup
@@ -87,7 +87,7 @@ class SourceHead(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        self.weight.copy_(source_tables(self.folder)["head"].to(self.weight.dtype))
+        copy_full(self.weight, source_tables(self.folder)["head"])
 
     def forward_flops(self, seq_len: int, patch_len: float) -> float:
         """Per byte: one head matmul per patch (the prior), spread over the patch's bytes."""
