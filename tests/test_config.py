@@ -95,6 +95,15 @@ def test_print_config_round_trips(tmp_path):
     assert load_recipe(write(tmp_path / "again.toml", text)).training == recipe.training
 
 
+def test_optimizer_groups_without_optional_keys_round_trip(tmp_path):
+    """An unset optional field inside a list of tables (a group's weight_decay) is left out
+    of the TOML the trainer writes into its run folder, not a crash."""
+    r = write(tmp_path / "r.toml", '[optimizer]\ngroups = [{match = ["latent.*"], lr_scale = 0.1}]\n')
+    recipe = load_recipe(r)
+    again = load_recipe(write(tmp_path / "again.toml", recipe_to_toml(recipe)))
+    assert again.optimizer.groups == recipe.optimizer.groups
+
+
 def test_a_component_table_is_parsed_once_and_again_only_when_changed(monkeypatch):
     """Recipe load turns each component table into a ComponentTable carrying its Config;
     build reuses it; a table changed in place after parsing is parsed afresh."""

@@ -311,15 +311,18 @@ class ByteifiedLM(ByteLatentModel):
     # -- counting -----------------------------------------------------------------------------
 
     def flop_terms(self, seq_len: int, patch_len: float) -> dict[str, FlopTerm]:
-        """Per byte, in data-flow order; the teacher's pass over the source (its blocks and
-        head once more per patch, without gradients) while distilling."""
+        """Per byte, in data-flow order, the parts that run: the boundary predictor where it
+        decides boundaries or trains, and while distilling (training only) the teacher's
+        pass over the source (its blocks and head once more per patch, without gradients)."""
+        cfg = self.cfg
+        names = ["byte_embedder", "source_embedding", "encoder", "latent", "decoder", "heads", "source_head"]
+        if cfg.boundaries == "predictor" or (self.training and cfg.predictor_weight > 0):
+            names.insert(1, "predictor")
         terms = {}
-        for name in ("byte_embedder", "predictor", "source_embedding", "encoder", "latent", "decoder",
-                     "heads", "source_head"):
-            part = self.get_submodule(name)
-            per = part.forward_flops(seq_len, patch_len) / (patch_len if name == "latent" else 1)
-            terms[name] = FlopTerm(per, trained=True)
-        if self.cfg.distill_weight > 0 and self.cfg.boundaries == "tokenizer":
+        for name in names:
+            per = self.get_submodule(name).forward_flops(seq_len, patch_len)
+            terms[name] = FlopTerm(per / (patch_len if name == "latent" else 1), trained=True)
+        if self.training and cfg.distill_weight > 0 and cfg.boundaries == "tokenizer":
             teacher = terms["latent"].per_byte + terms["source_head"].per_byte
             terms["teacher"] = FlopTerm(teacher, trained=False)
         return terms
