@@ -176,13 +176,15 @@ def test_causal_with_the_boundary_head_in_the_loop(llama_source):
 
 
 def test_training_stage1_through_the_cli(llama_source, tmp_path):
-    """Stage 1 as the recipe runs it: the latent frozen stays the source's, the loss falls,
-    the predictor learns the tokenizer's boundaries; the FLOP counter counts the frozen
-    latent as forward + the backward through it and the teacher forward only."""
+    """Stage 1 as the recipe runs it (the decoder on the source's states, the encoder
+    regressed onto its embeddings): the frozen latent stays the source's, the loss and the
+    embedding error fall, the predictor learns the tokenizer's boundaries. The FLOP counter
+    counts the parts as they run: through the frozen latent (forward + the backward through
+    it, and the teacher forward only) or beside it (its one forward pass, no gradients)."""
     folder, hf = llama_source
     data = tmp_path / "text.txt"
     data.write_bytes(TEXT * 3)
-    recipe = write_recipe(tmp_path, table(folder),
+    recipe = write_recipe(tmp_path, table(folder, decoder_reads="source"),
                           data={"paths": [str(data)], "seq_len": 128, "validation_fraction": 0.1},
                           training={"steps": 30, "freeze": ["latent.*"]},
                           checkpoint={"interval": 30, "keep_latest": 1}, metrics={"log_interval": 10})
@@ -191,6 +193,7 @@ def test_training_stage1_through_the_cli(llama_source, tmp_path):
     train = read_metrics(tmp_path / "run")
     assert train[-1]["bpb"] < train[0]["bpb"]
     assert train[-1]["predictor_agreement"] > max(0.75, train[0]["predictor_agreement"] + 0.05)
+    assert train[-1]["embedding_rel_err"] < train[0]["embedding_rel_err"]
     trained = bltx.load(tmp_path / "run")
     ref = bltx.build("model", table(folder))
     for name, p in trained.latent.state_dict().items():
@@ -202,7 +205,15 @@ def test_training_stage1_through_the_cli(llama_source, tmp_path):
     factors = training_factors(frozen, frozen.flop_terms(128, 3.5))
     assert factors["latent"] == 2.0 and factors["teacher"] == 1.0 and factors["encoder"] == 3.0
     assert factors["source_head"] == 2.0  # frozen, with trained parts before it
-    assert flops_per_byte(frozen, 3.5, 128, training=True)["total"] > 0
+    beside = bltx.build("model", table(folder, decoder_reads="source")).train()
+    beside.latent.requires_grad_(False)
+    terms = beside.flop_terms(128, 3.5)
+    factors = training_factors(beside, terms)
+    assert "teacher" not in terms and factors["latent"] == 1.0 and factors["source_head"] == 1.0
+    assert flops_per_byte(beside, 3.5, 128, training=True)["total"] < flops_per_byte(frozen, 3.5, 128, training=True)["total"]
+    # Evaluation counts the model's own path: no teacher, no predictor on tokenizer patches.
+    assert set(beside.eval().flop_terms(128, 3.5)) == {"byte_embedder", "source_embedding", "encoder", "latent",
+                                                       "decoder", "heads", "source_head"}
 
 
 @pytest.mark.parametrize("case", ["architecture", "tokenizer", "shape"])

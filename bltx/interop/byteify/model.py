@@ -134,6 +134,13 @@ class ByteifiedLM(ByteLatentModel):
         distill_weight: float = 1.0
         predictor_weight: float = 1.0
         predictor_threshold: float = 0.5
+        # Stage 1's split (module doc): "source" trains the decoder on the source's own
+        # states (the teacher's pass) and the encoder by regression onto the source's input
+        # embeddings (embedding_weight), so the frozen blocks run once, forward only;
+        # "model": the decoder reads the latent over the encoder's patches, trained through
+        # the frozen blocks. Evaluation always runs the model's own path.
+        decoder_reads: Literal["model", "source"] = "model"
+        embedding_weight: float = 1.0
 
         def __post_init__(self):
             super().__post_init__()
@@ -142,6 +149,10 @@ class ByteifiedLM(ByteLatentModel):
                     "must lie in (0, 1)")
             require(self.distill_weight >= 0, "distill_weight", self.distill_weight, "must be >= 0")
             require(self.predictor_weight >= 0, "predictor_weight", self.predictor_weight, "must be >= 0")
+            require(self.embedding_weight >= 0, "embedding_weight", self.embedding_weight, "must be >= 0")
+            if self.decoder_reads == "source" and (self.boundaries != "tokenizer" or not self.use_source_weights):
+                raise ConfigError("model.decoder_reads = \"source\" needs tokenizer boundaries and the source's "
+                                  "weights (the decoder reads the source's states over its tokens)")
             if not self.use_source_weights:
                 for key in ("subword_embedding", "first_byte_prior"):
                     if getattr(self, key):
@@ -168,6 +179,22 @@ class ByteifiedLM(ByteLatentModel):
             # Neither table is read: keep them out of checkpoints' weight (they stay zeros).
             self.source_embedding.init_weights = self.source_head.init_weights = lambda: None
         self.init_built_parts()
+        self._start_at_the_subword_embedding()
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        self._start_at_the_subword_embedding()
+
+    @torch.no_grad()
+    def _start_at_the_subword_embedding(self) -> None:
+        """With the subword embedding, the encoder's output projection starts at zero: each
+        patch vector starts as the source's embedding of the longest token ending at the
+        patch's end (for a tokenizer patch, mostly that very token), so the frozen blocks
+        read what they were trained on from the first step, and the encoder learns the
+        difference."""
+        out_proj = getattr(self.encoder, "out_proj", None)
+        if self.cfg.subword_embedding and isinstance(out_proj, nn.Linear) and not out_proj.weight.is_meta:
+            out_proj.weight.zero_()
 
     def _check_source(self, hf: dict, latent_dim: int) -> None:
         cfg = self.cfg
@@ -247,14 +274,20 @@ class ByteifiedLM(ByteLatentModel):
             patch_ids = model_starts.long().cumsum(-1) - 1
             num_patches = int(patch_ids[:, -1].max()) + 1  # the last patch is closed at the window's end
             tokens = self.vocab.describe(ids, model_starts, num_patches)
-            teacher = self.teacher_targets(tokens, patch_ids) if self._distilling(targets, starts) else None
+            teacher = self.teacher_targets(tokens, patch_ids) if self._teaching(targets, starts) else None
         slots = ids.new_zeros(B, num_patches, dtype=torch.bool)
         torch._dynamo.maybe_mark_dynamic(slots, 1)
         return self.forward_patched(x_ext, bounds, patch_ids, slots, tokens, targets, teacher)
 
-    def _distilling(self, targets, starts) -> bool:
-        return (self.training and targets is not None and starts is None and self.cfg.distill_weight > 0
-                and self.cfg.boundaries == "tokenizer")
+    def _teaching(self, targets, starts) -> bool:
+        """Whether this forward runs the teacher: training on tokenizer patches, with the
+        KL on or the decoder reading the source's states."""
+        cfg = self.cfg
+        return (self.training and targets is not None and starts is None and cfg.boundaries == "tokenizer"
+                and (cfg.distill_weight > 0 or cfg.decoder_reads == "source"))
+
+    def _reads_source(self, teacher) -> bool:
+        return teacher is not None and self.cfg.decoder_reads == "source"
 
     def teacher_targets(self, tokens: WindowTokens, patch_ids: torch.Tensor) -> Targets:
         """The source reading the window's tokens (its own embeddings), and the exact targets."""
@@ -262,7 +295,7 @@ class ByteifiedLM(ByteLatentModel):
         q = self.source_head.token_probs(z)
         first = self.source_head.first_byte_probs(q)
         trie = {k: getattr(self, f"trie_{k}") for k in self.vocab.trie}
-        return distillation_targets(q, first, tokens.patch_token, tokens.node, patch_ids, trie, self.sorted_tokens)
+        return distillation_targets(z, q, first, tokens.patch_token, tokens.node, patch_ids, trie, self.sorted_tokens)
 
     def source_states(self, ids: torch.Tensor) -> torch.Tensor:
         """The latent over the source's own embeddings of the window's tokens [B, P, D] (the
@@ -280,7 +313,8 @@ class ByteifiedLM(ByteLatentModel):
         h, patches = self.encoder(x, patch_ids, slots.shape[1])
         if cfg.subword_embedding:
             patches = patches + self.source_embedding(tokens.ending_token).to(patches.dtype)
-        z = self.latent(patches)
+        reads_source = self._reads_source(teacher)
+        z = teacher.states.to(patches.dtype) if reads_source else self.latent(patches)
         d = self.decoder.hidden(h, z, patch_ids - 1)
         boundary_logit = self.heads.boundary(d)[..., 0].float()
         ends = torch.where(bounds.known, bounds.ends, boundary_logit > 0)
@@ -304,8 +338,17 @@ class ByteifiedLM(ByteLatentModel):
             bce = F.binary_cross_entropy_with_logits(p_logit, ends.float(), reduction="none")
             aux["predictor"] = cfg.predictor_weight * (bce * scored).sum() / n
             stats["predictor_agreement"] = (((p_logit > 0) == ends) & scored).sum() / n
-        if teacher is not None:
+        if teacher is not None and cfg.distill_weight > 0:
             aux["distill"] = cfg.distill_weight * _kl(teacher, boundary_logit, cont, first, ends, patch_ids, scored) / n
+        if reads_source and cfg.embedding_weight > 0:
+            # The encoder's patch vectors regressed onto the source's input embeddings of
+            # the tokens they stand for: squared error relative to the embeddings' own
+            # (1.0 = as far off as a zero vector), over real patches.
+            want = self.source_embedding(tokens.patch_token).to(patches.dtype)
+            real = (tokens.patch_token >= 0)[..., None]
+            err = ((patches - want) ** 2 * real).sum() / ((want ** 2) * real).sum().clamp_min(1e-12)
+            aux["embedding"] = cfg.embedding_weight * err
+            stats["embedding_rel_err"] = err.detach()
         return ModelOutput(nll=nll, starts=starts, aux_losses=aux, stats=stats)
 
     # -- counting -----------------------------------------------------------------------------
@@ -322,7 +365,13 @@ class ByteifiedLM(ByteLatentModel):
         for name in names:
             per = self.get_submodule(name).forward_flops(seq_len, patch_len)
             terms[name] = FlopTerm(per / (patch_len if name == "latent" else 1), trained=True)
-        if self.training and cfg.distill_weight > 0 and cfg.boundaries == "tokenizer":
+        teaching = self.training and cfg.boundaries == "tokenizer"
+        if teaching and cfg.decoder_reads == "source":
+            # The blocks run once, on the source's embeddings, without gradients; so does
+            # the head's prior (its input, the source's states, needs none).
+            terms["latent"] = FlopTerm(terms["latent"].per_byte, trained=False)
+            terms["source_head"] = FlopTerm(terms["source_head"].per_byte, trained=False)
+        elif teaching and cfg.distill_weight > 0:
             teacher = terms["latent"].per_byte + terms["source_head"].per_byte
             terms["teacher"] = FlopTerm(teacher, trained=False)
         return terms

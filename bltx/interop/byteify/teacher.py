@@ -36,6 +36,7 @@ TINY = 1e-30
 
 
 class Targets(NamedTuple):
+    states: torch.Tensor     # [B, P, D]: the source's final-normed states after each patch's token
     inside: torch.Tensor     # bool [B, T]: the byte has targets (its token's prefix is known, and a token before it)
     p_end: torch.Tensor      # float [B, T]: P(the token ends at t)
     cont: torch.Tensor       # float [B, T, 260]: P(next byte | the token goes on) (zeros where it cannot)
@@ -45,10 +46,10 @@ class Targets(NamedTuple):
 
 
 @torch.no_grad()
-def distillation_targets(q: torch.Tensor, first: torch.Tensor, patch_token: torch.Tensor, node: torch.Tensor,
+def distillation_targets(states: torch.Tensor, q: torch.Tensor, first: torch.Tensor, patch_token: torch.Tensor, node: torch.Tensor,
                          patch_ids: torch.Tensor, trie: dict[str, torch.Tensor],
                          sorted_tokens: torch.Tensor) -> Targets:
-    """q [B, P, V]: the source's next-token probabilities after each patch's token; first
+    """states [B, P, D]: the source's states over the window's tokens; q [B, P, V]: its next-token probabilities after each patch's token; first
     [B, P, 260]: their first-byte marginals; patch_token [B, P], node [B, T], patch_ids
     [B, T] from SourceVocab.describe; trie / sorted_tokens: SourceVocab's."""
     B, P, V = q.shape
@@ -78,4 +79,4 @@ def distillation_targets(q: torch.Tensor, first: torch.Tensor, patch_token: torc
     cont[inside] = cont_flat
     can_go_on = torch.zeros(B, T, dtype=torch.bool, device=q.device)
     can_go_on[inside] = rest > 1e-12 * total.clamp_min(TINY)
-    return Targets(inside, p_end, cont, can_go_on, first, patch_token >= 0)
+    return Targets(states, inside, p_end, cont, can_go_on, first, patch_token >= 0)
