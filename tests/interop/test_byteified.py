@@ -192,7 +192,7 @@ def test_training_stage1_through_the_cli(llama_source, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     train = read_metrics(tmp_path / "run")
     assert train[-1]["bpb"] < train[0]["bpb"]
-    assert train[-1]["predictor_agreement"] > max(0.75, train[0]["predictor_agreement"] + 0.05)
+    assert train[-1]["predictor_agreement"] > train[0]["predictor_agreement"] + 0.1
     assert train[-1]["embedding_rel_err"] < train[0]["embedding_rel_err"]
     trained = bltx.load(tmp_path / "run")
     ref = bltx.build("model", table(folder))
