@@ -339,7 +339,9 @@ class ByteifiedLM(ByteLatentModel):
             aux["predictor"] = cfg.predictor_weight * (bce * scored).sum() / n
             stats["predictor_agreement"] = (((p_logit > 0) == ends) & scored).sum() / n
         if teacher is not None and cfg.distill_weight > 0:
-            aux["distill"] = cfg.distill_weight * _kl(teacher, boundary_logit, cont, first, ends, patch_ids, scored) / n
+            parts = _kl(teacher, boundary_logit, cont, first, ends, patch_ids, scored)
+            aux["distill"] = cfg.distill_weight * sum(parts.values()) / n
+            stats.update({f"kl_{name}": value.detach() / n for name, value in parts.items()})
         if reads_source and cfg.embedding_weight > 0:
             # The encoder's patch vectors regressed onto the source's input embeddings of
             # the tokens they stand for: squared error relative to the embeddings' own
@@ -397,9 +399,9 @@ def _rows(patch_ids: torch.Tensor, width: int) -> torch.Tensor:
     return patch_ids[..., None].expand(*patch_ids.shape, width)
 
 
-def _kl(t: Targets, boundary_logit, cont, first, ends, patch_ids, scored) -> torch.Tensor:
+def _kl(t: Targets, boundary_logit, cont, first, ends, patch_ids, scored) -> dict[str, torch.Tensor]:
     """Summed KL(teacher || model) of the boundary, the next byte inside a token and the
-    first byte after one, at the bytes where each applies (teacher.py)."""
+    first byte after one, at the bytes where each applies (teacher.py), in nats."""
     inside = t.inside & scored
     p = t.p_end
     log_q1, log_q0 = F.logsigmoid(boundary_logit), F.logsigmoid(-boundary_logit)
@@ -410,7 +412,7 @@ def _kl(t: Targets, boundary_logit, cont, first, ends, patch_ids, scored) -> tor
     after = scored & ends & t.first_ok.gather(1, patch_ids)
     teacher_first = t.first.gather(1, _rows(patch_ids, VOCAB_SIZE))
     kl_first = (_soft_kl(teacher_first, first) * after).sum()
-    return kl_end + kl_cont + kl_first
+    return {"boundary": kl_end, "inside": kl_cont, "after": kl_first}
 
 
 def _soft_kl(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
