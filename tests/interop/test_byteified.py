@@ -194,10 +194,16 @@ def test_training_stage1_through_the_cli(llama_source, tmp_path):
     assert train[-1]["bpb"] < train[0]["bpb"]
     assert train[-1]["predictor_agreement"] > train[0]["predictor_agreement"] + 0.1
     assert train[-1]["embedding_rel_err"] < train[0]["embedding_rel_err"]
-    trained = bltx.load(tmp_path / "run")
+    trained = bltx.load(tmp_path / "run")  # built on the meta device, then loaded
     ref = bltx.build("model", table(folder))
     for name, p in trained.latent.state_dict().items():
         assert torch.equal(p, ref.latent.state_dict()[name]), name
+    # Everything the forward reads beyond the weights (the vocabulary's tables) survives
+    # the meta-device build: the loaded model scores as one built in place.
+    ref.load_state_dict(trained.state_dict())
+    ids = window(3, 100)
+    with torch.no_grad():
+        assert torch.allclose(trained.eval()(ids[:, :-1], ids[:, 1:]).nll, ref.eval()(ids[:, :-1], ids[:, 1:]).nll)
     from bltx.eval.flops import flops_per_byte, training_factors
 
     frozen = bltx.build("model", table(folder)).train()

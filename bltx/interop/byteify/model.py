@@ -172,9 +172,6 @@ class ByteifiedLM(ByteLatentModel):
         self.heads = ByteHeads(self.decoder.dim, latent_dim, zero_first=cfg.first_byte_prior)
         self.source_embedding = SourceEmbedding(cfg.source, V, latent_dim)
         self.source_head = SourceHead(cfg.source, V, latent_dim, self.vocab.first_byte_ids())
-        for name, table in self.vocab.trie.items():
-            self.register_buffer(f"trie_{name}", table, persistent=False)
-        self.register_buffer("sorted_tokens", self.vocab.sorted_tokens, persistent=False)
         if not cfg.use_source_weights:
             # Neither table is read: keep them out of checkpoints' weight (they stay zeros).
             self.source_embedding.init_weights = self.source_head.init_weights = lambda: None
@@ -294,8 +291,8 @@ class ByteifiedLM(ByteLatentModel):
         z = self.latent(self.source_embedding(tokens.patch_token))
         q = self.source_head.token_probs(z)
         first = self.source_head.first_byte_probs(q)
-        trie = {k: getattr(self, f"trie_{k}") for k in self.vocab.trie}
-        return distillation_targets(z, q, first, tokens.patch_token, tokens.node, patch_ids, trie, self.sorted_tokens)
+        trie, sorted_tokens = self.vocab.tables(z.device)
+        return distillation_targets(z, q, first, tokens.patch_token, tokens.node, patch_ids, trie, sorted_tokens)
 
     def source_states(self, ids: torch.Tensor) -> torch.Tensor:
         """The latent over the source's own embeddings of the window's tokens [B, P, D] (the

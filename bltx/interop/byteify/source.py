@@ -69,7 +69,14 @@ class SourceHead(nn.Module):
         self.folder = folder
         self.dim = dim
         self.weight = nn.Parameter(torch.zeros(vocab_size, dim), requires_grad=False)
-        self.register_buffer("first_ids", first_ids, persistent=False)
+        # A host table (not a buffer: a meta-device build would leave a buffer without
+        # values, and nothing loads a non-persistent one), moved once per device.
+        self._first_ids = {first_ids.device: first_ids}
+
+    def first_ids(self, device: torch.device) -> torch.Tensor:
+        if device not in self._first_ids:
+            self._first_ids[device] = next(iter(self._first_ids.values())).to(device)
+        return self._first_ids[device]
 
     def token_probs(self, z: torch.Tensor) -> torch.Tensor:
         """z [..., D] (the source's final-normed hidden state) -> next-token probabilities [..., V]."""
@@ -77,9 +84,10 @@ class SourceHead(nn.Module):
 
     def first_byte_probs(self, probs: torch.Tensor) -> torch.Tensor:
         """Token probabilities [..., V] -> first-byte probabilities [..., 260] (sum to 1)."""
-        ok = self.first_ids >= 0
+        first_ids = self.first_ids(probs.device)
+        ok = first_ids >= 0
         out = probs.new_zeros(*probs.shape[:-1], VOCAB_SIZE)
-        out.scatter_add_(-1, self.first_ids.clamp(min=0).expand_as(probs), probs * ok)
+        out.scatter_add_(-1, first_ids.clamp(min=0).expand_as(probs), probs * ok)
         return out / out.sum(-1, keepdim=True).clamp_min(TINY)
 
     def first_byte_logp(self, z: torch.Tensor) -> torch.Tensor:

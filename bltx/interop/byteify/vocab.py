@@ -150,7 +150,10 @@ class SourceVocab:
 
     def _build_trie(self, token_bytes: list[bytes | None]) -> None:
         ids = sorted((i for i, b in enumerate(token_bytes) if b), key=lambda i: token_bytes[i])
-        self.sorted_tokens = torch.tensor(ids, dtype=torch.long)  # position in order -> token id
+        # Host tensors (explicitly on the CPU: a model built under `torch.device("meta")`
+        # still gets real tables); the model moves them to its device when it reads them.
+        cpu = torch.device("cpu")
+        self.sorted_tokens = torch.tensor(ids, dtype=torch.long, device=cpu)  # position in order -> token id
         children: list[dict[int, int]] = [{}]
         lo, hi, token_at = [0], [len(ids)], [-1]
         for pos, i in enumerate(ids):
@@ -173,17 +176,25 @@ class SourceVocab:
         edge_lo = np.cumsum([0, *fanout[:-1]])
         edges = [(byte, child) for c in children for byte, child in sorted(c.items())]
         self.trie = {
-            "lo": torch.tensor(lo), "hi": torch.tensor(hi), "token_at": torch.tensor(token_at),
-            "fanout": torch.tensor(fanout), "edge_lo": torch.from_numpy(edge_lo.astype(np.int64)),
-            "edge_byte": torch.tensor([e[0] for e in edges], dtype=torch.long),
-            "edge_node": torch.tensor([e[1] for e in edges], dtype=torch.long),
+            "lo": torch.tensor(lo, device=cpu), "hi": torch.tensor(hi, device=cpu),
+            "token_at": torch.tensor(token_at, device=cpu), "fanout": torch.tensor(fanout, device=cpu),
+            "edge_lo": torch.from_numpy(edge_lo.astype(np.int64)),
+            "edge_byte": torch.tensor([e[0] for e in edges], dtype=torch.long, device=cpu),
+            "edge_node": torch.tensor([e[1] for e in edges], dtype=torch.long, device=cpu),
         }
+        self._on: dict = {}
+
+    def tables(self, device: torch.device) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(trie, sorted_tokens) on `device`, moved once per device."""
+        if device not in self._on:
+            self._on[device] = ({k: v.to(device) for k, v in self.trie.items()}, self.sorted_tokens.to(device))
+        return self._on[device]
 
     def first_byte_ids(self) -> torch.Tensor:
         """long [V]: the bltx id each token's probability counts for when it is the next
         token's first byte: its first byte (+ OFFSET), EOS_ID for the EOS token, -1 for the
         others (specials that spell no bytes)."""
-        out = torch.full((self.vocab_size,), -1, dtype=torch.long)
+        out = torch.full((self.vocab_size,), -1, dtype=torch.long, device="cpu")
         for i, data in enumerate(self.tokenizer.token_bytes):
             if data:
                 out[i] = data[0] + OFFSET
