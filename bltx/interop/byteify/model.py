@@ -49,7 +49,8 @@ from bltx.bytes import IGNORE_ID, PAD_ID, VOCAB_SIZE
 from bltx.checks import require
 from bltx.errors import ConfigError
 from bltx.interop.byteify.source import SourceEmbedding, SourceHead
-from bltx.interop.byteify.teacher import Targets, distillation_targets
+from bltx.interop.byteify.source import TINY
+from bltx.interop.byteify.teacher import Targets, byte_factors, distillation_targets
 from bltx.interop.byteify.vocab import SourceVocab, WindowTokens
 from bltx.interop.llama import HfLlamaLatent, read_llama_config
 from bltx.interop.source_tokenizer import SourceTokenizer
@@ -59,6 +60,11 @@ from bltx.model.output import ModelOutput, next_id_nll
 from bltx.protocols import FlopTerm
 from bltx.registry import register
 from bltx.schema import component
+
+
+# The spelling prior's floor (Config.spelling_prior): the weight of a uniform distribution
+# mixed into it, and the clamp of its boundary probability.
+SPELLING_FLOOR = 1e-3
 
 
 class Boundaries(NamedTuple):
@@ -131,6 +137,11 @@ class ByteifiedLM(ByteLatentModel):
         boundaries: Literal["tokenizer", "predictor"] = "tokenizer"
         subword_embedding: bool = True
         first_byte_prior: bool = True
+        # The source head's next-token distribution after the previous patch, read through
+        # its vocabulary's prefix trie (teacher.py's factors), as a prior for the boundary and
+        # the next byte inside a token; the learned heads start at zero and add to it. Off:
+        # the decoder learns spelling alone (distilled).
+        spelling_prior: bool = False
         distill_weight: float = 1.0
         predictor_weight: float = 1.0
         predictor_threshold: float = 0.5
@@ -154,7 +165,7 @@ class ByteifiedLM(ByteLatentModel):
                 raise ConfigError("model.decoder_reads = \"source\" needs tokenizer boundaries and the source's "
                                   "weights (the decoder reads the source's states over its tokens)")
             if not self.use_source_weights:
-                for key in ("subword_embedding", "first_byte_prior"):
+                for key in ("subword_embedding", "first_byte_prior", "spelling_prior"):
                     if getattr(self, key):
                         raise ConfigError(f"model.{key} = true needs the source's weights "
                                           f"(use_source_weights = false)")
@@ -176,22 +187,28 @@ class ByteifiedLM(ByteLatentModel):
             # Neither table is read: keep them out of checkpoints' weight (they stay zeros).
             self.source_embedding.init_weights = self.source_head.init_weights = lambda: None
         self.init_built_parts()
-        self._start_at_the_subword_embedding()
+        self._start_at_the_source()
 
     def init_weights(self) -> None:
         super().init_weights()
-        self._start_at_the_subword_embedding()
+        self._start_at_the_source()
 
     @torch.no_grad()
-    def _start_at_the_subword_embedding(self) -> None:
-        """With the subword embedding, the encoder's output projection starts at zero: each
-        patch vector starts as the source's embedding of the longest token ending at the
-        patch's end (for a tokenizer patch, mostly that very token), so the frozen blocks
-        read what they were trained on from the first step, and the encoder learns the
-        difference."""
+    def _start_at_the_source(self) -> None:
+        """What starts at zero so the first step is the source's own model: with the subword
+        embedding, the encoder's output projection (each patch vector starts as the source's
+        embedding of the longest token ending at the patch's end: for a tokenizer patch,
+        mostly that very token); with the spelling prior, the learned boundary and in-token
+        heads (the priors alone: the source's factors)."""
+        if any(p.is_meta for p in self.parameters()):
+            return
         out_proj = getattr(self.encoder, "out_proj", None)
-        if self.cfg.subword_embedding and isinstance(out_proj, nn.Linear) and not out_proj.weight.is_meta:
+        if self.cfg.subword_embedding and isinstance(out_proj, nn.Linear):
             out_proj.weight.zero_()
+        if self.cfg.spelling_prior:
+            self.decoder.output.weight.zero_()
+            self.heads.boundary.weight.zero_()
+            self.heads.boundary.bias.zero_()
 
     def _check_source(self, hf: dict, latent_dim: int) -> None:
         cfg = self.cfg
@@ -314,11 +331,17 @@ class ByteifiedLM(ByteLatentModel):
         z = teacher.states.to(patches.dtype) if reads_source else self.latent(patches)
         d = self.decoder.hidden(h, z, patch_ids - 1)
         boundary_logit = self.heads.boundary(d)[..., 0].float()
+        cont = self.decoder.output(d).float()
+        q = self.source_head.token_probs(z) if cfg.first_byte_prior or cfg.spelling_prior else None
+        if cfg.spelling_prior:
+            prev = patch_ids - 1
+            boundary_prior, inside_prior = self.spelling_prior(q, prev, tokens.node, (tokens.node >= 0) & (prev >= 0))
+            boundary_logit = boundary_logit + boundary_prior
+            cont = cont + inside_prior
         ends = torch.where(bounds.known, bounds.ends, boundary_logit > 0)
-        cont = self.decoder.output(d)
         first = self.heads.first_out(d + self.heads.first_proj(z).gather(1, _rows(patch_ids, d.shape[-1])))
         if cfg.first_byte_prior:
-            prior = self.source_head.first_byte_logp(z)
+            prior = self.source_head.first_byte_probs(q).clamp_min(TINY).log()
             first = first.float() + prior.gather(1, _rows(patch_ids, VOCAB_SIZE))
         logits = torch.where(ends[..., None], first.float(), cont.float())
         starts = F.pad(ends[:, :-1], (1, 0), value=True)
@@ -349,6 +372,19 @@ class ByteifiedLM(ByteLatentModel):
             aux["embedding"] = cfg.embedding_weight * err
             stats["embedding_rel_err"] = err.detach()
         return ModelOutput(nll=nll, starts=starts, aux_losses=aux, stats=stats)
+
+    def spelling_prior(self, q: torch.Tensor, prev: torch.Tensor, node: torch.Tensor, where: torch.Tensor):
+        """(boundary logit [B, T], next-byte log-probabilities [B, T, 260]) of the spelling
+        prior (Config.spelling_prior) from token distributions q [B, P, V], at the bytes
+        `where` holds (zeros elsewhere). A floor of SPELLING_FLOOR mixes in the uniform
+        distribution: a byte no token continues (a patch the predictor cut elsewhere than the
+        tokenizer) costs at most log(260 / floor) nats, not infinity."""
+        trie, sorted_tokens = self.vocab.tables(q.device)
+        p_end, inside, can_go_on = byte_factors(q, prev, node, where, trie, sorted_tokens)
+        eps = SPELLING_FLOOR
+        boundary = torch.where(where, torch.logit(p_end.clamp(eps, 1 - eps)), 0.0)
+        inside = torch.where((where & can_go_on)[..., None], torch.log((1 - eps) * inside + eps / VOCAB_SIZE), 0.0)
+        return boundary, inside
 
     # -- counting -----------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from bltx.bytes import OFFSET
+from bltx.interop.byteify.source import TINY
 from bltx.model.cache import row_gather
 from bltx.model.sessions.base import CachedSession, span_bucket
 from bltx.protocols import CACHED_EXTRA
@@ -32,6 +34,10 @@ class ByteifiedSession(CachedSession):
         self.patches = [0] * batch  # complete patches per row
         self.open_len = [0] * batch  # bytes in each row's open patch
         self.patch_start = torch.zeros(batch, dtype=torch.long, device=self.device)
+        # The spelling prior (Config.spelling_prior): each row's trie node of its open patch
+        # (-1: not a token prefix) and the token distribution of the latent state it reads.
+        self.node = [-1] * batch
+        self.q_read = None
 
     @torch.no_grad()
     def prefill(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -54,6 +60,9 @@ class ByteifiedSession(CachedSession):
         z = m.latent.prefill(patches, closed, c["latent"])
         d = m.decoder.prefill_hidden(h, z, patch_ids - 1, lengths, c["decoder"])
         m.decoder.set_patch(row_gather(z, (closed - 1).clamp(min=0)), closed > 0, c["decoder"])
+        if m.cfg.spelling_prior:
+            self.q_read = m.source_head.token_probs(row_gather(z, (closed - 1).clamp(min=0))[:, 0])
+            self.node = tokens.node[rows, last].tolist()
         first_col = torch.where(starts & (cols <= last[:, None]), cols, 0).amax(-1)
         self.patch_start.copy_(first_col)
         host_ids, host_len = ids.tolist(), lengths.tolist()
@@ -68,9 +77,12 @@ class ByteifiedSession(CachedSession):
         m, c = self.model, self.caches
         h = m.byte_embedder.step(ids[:, None], c["byte_embedder"])
         self.h = m.encoder.step(h, c["encoder"])
+        children = m.vocab._children
         for row, v in enumerate(ids.tolist()):
             self.history[row].append(v)
             self.open_len[row] += 1
+            n = self.node[row]
+            self.node[row] = children[n].get(v - OFFSET, -1) if n >= 0 and v >= OFFSET else -1
         # Boundaries are decided in `decode`, before the next byte: none for the loop to act on.
         return torch.zeros_like(ids, dtype=torch.bool)
 
@@ -85,8 +97,14 @@ class ByteifiedSession(CachedSession):
         """d [B, dim]: the decoder's state at each row's newest byte -> its boundary, then
         the next-byte logits [B, 260] (closing the patch of rows whose byte ended one)."""
         m, c = self.model, self.caches
-        ends = m.heads.boundary(d)[:, 0].float() > 0
+        boundary = m.heads.boundary(d)[:, 0].float()
         logits = m.decoder.output(d).float()
+        if m.cfg.spelling_prior:
+            node = torch.tensor(self.node, device=d.device)[:, None]
+            where = (node >= 0) & (torch.tensor(self.patches, device=d.device)[:, None] > 0)
+            b_prior, inside = m.spelling_prior(self.q_read[:, None], torch.zeros_like(node), node, where)
+            boundary, logits = boundary + b_prior[:, 0], logits + inside[:, 0]
+        ends = boundary > 0
         flags = ends.tolist()
         if not any(flags):
             return logits
@@ -101,12 +119,17 @@ class ByteifiedSession(CachedSession):
             self.patches[row] += 1
             self.ends[row].append(len(self.history[row]) - 1)
             self.open_len[row] = 0
+            self.node[row] = 0  # the next byte opens a patch: its prefix starts at the root
         bound = span_bucket(max(max(self.patches) + 1, 16), self.capacity)
         z = self.step_latent(patch, ends, bound)  # [B, 1, D]
         m.decoder.set_patch(z, ends, c["decoder"])
         first = m.heads.first_out(d + m.heads.first_proj(z[:, 0])).float()
-        if m.cfg.first_byte_prior:
-            first = first + m.source_head.first_byte_logp(z[:, 0])
+        if m.cfg.first_byte_prior or m.cfg.spelling_prior:
+            q_new = m.source_head.token_probs(z[:, 0])
+            if m.cfg.first_byte_prior:
+                first = first + m.source_head.first_byte_probs(q_new).clamp_min(TINY).log()
+            if m.cfg.spelling_prior:
+                self.q_read = torch.where(ends[:, None], q_new, self.q_read)
         self.patch_start.copy_(torch.where(ends, c["encoder"]["stack"].pos, self.patch_start))
         return torch.where(ends[:, None], first, logits)
 

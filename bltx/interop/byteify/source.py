@@ -60,9 +60,8 @@ class SourceEmbedding(nn.Module):
 
 class SourceHead(nn.Module):
     """The source's LM head, frozen, and what a byte model reads of it: the next token's
-    distribution over its first bytes (`first_byte_logp`: log-probabilities over the 260
-    ids, the EOS token counted as EOS_ID, tokens of no bytes dropped and the rest
-    renormalised)."""
+    distribution over its first bytes (`first_byte_probs`: over the 260 ids, the EOS token
+    counted as EOS_ID, tokens of no bytes dropped and the rest renormalised)."""
 
     def __init__(self, folder: str, vocab_size: int, dim: int, first_ids: torch.Tensor):
         super().__init__()
@@ -89,9 +88,6 @@ class SourceHead(nn.Module):
         out = probs.new_zeros(*probs.shape[:-1], VOCAB_SIZE)
         out.scatter_add_(-1, first_ids.clamp(min=0).expand_as(probs), probs * ok)
         return out / out.sum(-1, keepdim=True).clamp_min(TINY)
-
-    def first_byte_logp(self, z: torch.Tensor) -> torch.Tensor:
-        return self.first_byte_probs(self.token_probs(z)).clamp_min(TINY).log()
 
     @torch.no_grad()
     def init_weights(self) -> None:

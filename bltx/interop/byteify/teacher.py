@@ -46,20 +46,32 @@ class Targets(NamedTuple):
 
 
 @torch.no_grad()
-def distillation_targets(states: torch.Tensor, q: torch.Tensor, first: torch.Tensor, patch_token: torch.Tensor, node: torch.Tensor,
-                         patch_ids: torch.Tensor, trie: dict[str, torch.Tensor],
+def distillation_targets(states: torch.Tensor, q: torch.Tensor, first: torch.Tensor, patch_token: torch.Tensor,
+                         node: torch.Tensor, patch_ids: torch.Tensor, trie: dict[str, torch.Tensor],
                          sorted_tokens: torch.Tensor) -> Targets:
-    """states [B, P, D]: the source's states over the window's tokens; q [B, P, V]: its next-token probabilities after each patch's token; first
-    [B, P, 260]: their first-byte marginals; patch_token [B, P], node [B, T], patch_ids
-    [B, T] from SourceVocab.describe; trie / sorted_tokens: SourceVocab's."""
-    B, P, V = q.shape
-    T = node.shape[1]
-    cum = torch.nn.functional.pad(q[..., sorted_tokens].cumsum(-1), (1, 0)).reshape(B * P, -1)
+    """states [B, P, D]: the source's states over the window's tokens; q [B, P, V]: its
+    next-token probabilities after each patch's token; first [B, P, 260]: their first-byte
+    marginals; patch_token [B, P], node [B, T], patch_ids [B, T] from SourceVocab.describe;
+    trie / sorted_tokens: SourceVocab's."""
     prev = patch_ids - 1
     prev_ok = (prev >= 0) & (patch_token.gather(1, prev.clamp(min=0)) >= 0)
     inside = (node >= 0) & prev_ok
-    rows = (torch.arange(B, device=q.device)[:, None] * P + prev.clamp(min=0))[inside]
-    n = node[inside]
+    p_end, cont, can_go_on = byte_factors(q, prev, node, inside, trie, sorted_tokens)
+    return Targets(states, inside, p_end, cont, can_go_on, first, patch_token >= 0)
+
+
+def byte_factors(q: torch.Tensor, prev: torch.Tensor, node: torch.Tensor, where: torch.Tensor,
+                 trie: dict[str, torch.Tensor], sorted_tokens: torch.Tensor):
+    """The module doc's two in-token factors at every byte `where` holds: q [B, P, V] the
+    token distributions, prev [B, T] the patch whose distribution each byte reads, node
+    [B, T] its prefix's trie node -> (P(ends) [B, T], P(next byte | goes on) [B, T, 260],
+    whether it can go on [B, T]); zeros elsewhere. Differentiable in q (a prior reads the
+    model's own states through it)."""
+    B, P, V = q.shape
+    T = node.shape[1]
+    cum = torch.nn.functional.pad(q[..., sorted_tokens].cumsum(-1), (1, 0)).reshape(B * P, -1)
+    rows = (torch.arange(B, device=q.device)[:, None] * P + prev.clamp(min=0))[where]
+    n = node[where]
     lo, hi, token_at = trie["lo"][n], trie["hi"][n], trie["token_at"][n]
     total = cum[rows, hi] - cum[rows, lo]
     own = torch.where(token_at >= 0, q.reshape(B * P, V)[rows, token_at.clamp(min=0)], torch.zeros_like(total))
@@ -71,12 +83,12 @@ def distillation_targets(states: torch.Tensor, q: torch.Tensor, first: torch.Ten
     edge = trie["edge_lo"][n][pair] + offsets
     child = trie["edge_node"][edge]
     mass = cum[rows[pair], trie["hi"][child]] - cum[rows[pair], trie["lo"][child]]
-    cont_flat = torch.zeros(n.numel(), VOCAB_SIZE, device=q.device, dtype=q.dtype)
-    cont_flat[pair, trie["edge_byte"][edge] + OFFSET] = mass / rest[pair].clamp_min(TINY)
-    p_end = torch.zeros(B, T, device=q.device, dtype=q.dtype)
-    p_end[inside] = (own / total.clamp_min(TINY)).clamp(0.0, 1.0)
-    cont = torch.zeros(B, T, VOCAB_SIZE, device=q.device, dtype=q.dtype)
-    cont[inside] = cont_flat
-    can_go_on = torch.zeros(B, T, dtype=torch.bool, device=q.device)
-    can_go_on[inside] = rest > 1e-12 * total.clamp_min(TINY)
-    return Targets(states, inside, p_end, cont, can_go_on, first, patch_token >= 0)
+    index = pair * VOCAB_SIZE + trie["edge_byte"][edge] + OFFSET
+    cont_flat = torch.zeros(n.numel() * VOCAB_SIZE, device=q.device, dtype=q.dtype).index_put(
+        (index,), mass / rest[pair].clamp_min(TINY)).view(n.numel(), VOCAB_SIZE)
+    p_end = torch.zeros(B, T, device=q.device, dtype=q.dtype).masked_scatter(
+        where, (own / total.clamp_min(TINY)).clamp(0.0, 1.0))
+    cont = torch.zeros(B, T, VOCAB_SIZE, device=q.device, dtype=q.dtype).masked_scatter(where[..., None], cont_flat)
+    can_go_on = torch.zeros(B, T, dtype=torch.bool, device=q.device).masked_scatter(
+        where, rest > 1e-12 * total.clamp_min(TINY))
+    return p_end, cont, can_go_on
