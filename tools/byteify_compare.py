@@ -160,8 +160,11 @@ def plot(out: Path, result: dict) -> None:
         print("matplotlib not installed: no plot (pip install matplotlib)", file=sys.stderr)
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name, label in (("byteify_curve", "byteified (stage 1, then 2)"), ("scratch_curve", "BLT from scratch")):
-        pts = result[name]
+    curves = [("byteified (stage 1, then 2)", result["byteify_curve"])]
+    if result.get("learned_spelling"):
+        curves.append(("byteified, spelling learned alone", result["learned_spelling"]["curve"]))
+    curves.append(("BLT from scratch", result["scratch_curve"]))
+    for label, pts in curves:
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
     ax.axhline(result["source_bpb"], color="k", linestyle="--",
@@ -183,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stage1-share", type=float, default=0.5, help="stage 1's share of the budget")
     ap.add_argument("--min-steps", type=int, default=3, help="at least this many steps per run")
     ap.add_argument("--quick", action="store_true", help="a tiny source and runs: the smoke test")
+    ap.add_argument("--skip-learned-spelling", action="store_true",
+                    help="skip the variant whose decoder learns spelling alone (model.spelling_prior = false)")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="KEY=VALUE applied to every bltx run (e.g. data.batch_size=4)")
     args = ap.parse_args(argv)
@@ -198,21 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     with_blocks = [*base, f"model.latent.path={toml_str(source)}"]
     budget = args.budget * src["train_flops"]
 
-    plan1 = plan_stage(RECIPES / "stage1.toml", with_blocks)
-    flops_step1 = plan1["train_fpb"] * plan1["bytes_per_step"]
-    steps1 = max(args.min_steps, int(budget * args.stage1_share / flops_step1))
-    stage1 = train_and_eval(RECIPES / "stage1.toml", out / "stage1", steps1, with_blocks)
-
-    stage2_overrides = [*with_blocks, f"init.path={toml_str(out / 'stage1')}"]
-    plan2 = plan_stage(RECIPES / "stage2.toml", stage2_overrides)
-    # Planned at the tokenizer's patch length (the predictor learned to imitate it) and
-    # accounted below at the length stage 2 realised.
-    fpb2_planned = plan_fpb_at(plan2["model"], plan1["patch_length"], plan2["seq_len"])
-    steps2 = max(args.min_steps, int((budget - steps1 * flops_step1) / (fpb2_planned * plan2["bytes_per_step"])))
-    stage2 = train_and_eval(RECIPES / "stage2.toml", out / "stage2", steps2, stage2_overrides)
-    length2 = realised_patch_length(out / "stage2") or plan1["patch_length"]
-    flops_step2 = plan_fpb_at(plan2["model"], length2, plan2["seq_len"]) * plan2["bytes_per_step"]
-    byteify_flops = steps1 * flops_step1 + steps2 * flops_step2
+    main_run = byteify(out, "", with_blocks, budget, args)
+    learned = None if args.skip_learned_spelling else byteify(
+        out, "_learned_spelling", [*with_blocks, "model.spelling_prior=false"], budget, args)
+    stage1, stage2, byteify_flops = main_run["stage1"], main_run["stage2"], main_run["flops"]
+    steps1, steps2 = main_run["steps1"], main_run["steps2"]
+    flops_step1, flops_step2 = main_run["flops_step1"], main_run["flops_step2"]
 
     scratch_overrides = [*base, *latent_overrides(source)]
     plan3 = plan_stage(RECIPES / "scratch.toml", scratch_overrides)
@@ -239,8 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": {"source": src.get("seconds"), "stage1": stage1["wall_s"], "stage2": stage2["wall_s"],
                    "scratch": scratch["wall_s"], "total": time.perf_counter() - t0},
         "source": src,
-        "byteify_curve": val_curve(out / "stage1", flops_step1) + val_curve(out / "stage2", flops_step2,
-                                                                            steps1 * flops_step1),
+        "byteify_curve": main_run["curve"],
+        "learned_spelling": None if learned is None else {
+            "stage1_bpb": learned["stage1"]["bpb"], "byteified_bpb": learned["stage2"]["bpb"],
+            "byteify_train_flops": learned["flops"], "steps": {"stage1": learned["steps1"], "stage2": learned["steps2"]},
+            "curve": learned["curve"]},
         "scratch_curve": val_curve(out / "scratch", flops_step3),
         "machine": machine(),
     }
@@ -250,10 +249,34 @@ def main(argv: list[str] | None = None) -> int:
           f"| source | {result['source_bpb']:.4f} | {result['source_train_flops']:.3g} |\n"
           f"| byteified, stage 1 | {result['stage1_bpb']:.4f} | {steps1 * flops_step1:.3g} |\n"
           f"| byteified, stage 2 | {result['byteified_bpb']:.4f} | {byteify_flops:.3g} (total) |\n"
-          f"| BLT from scratch | {result['scratch_bpb']:.4f} | {result['scratch_train_flops']:.3g} |\n"
+          + (f"| byteified, spelling learned alone: stage 1 / 2 | {learned['stage1']['bpb']:.4f} / "
+             f"{learned['stage2']['bpb']:.4f} | {learned['flops']:.3g} |\n" if learned else "")
+          + f"| BLT from scratch | {result['scratch_bpb']:.4f} | {result['scratch_train_flops']:.3g} |\n"
           f"\nbyteified / source - 1 = {result['byteified_vs_source']:+.2%}; byteify FLOPs = "
           f"{result['byteify_flops_fraction']:.1%} of the source's; wrote {out / 'compare.json'}")
     return 0
+
+
+def byteify(out: Path, suffix: str, with_blocks: list[str], budget: float, args) -> dict:
+    """Stages 1 and 2 within `budget` training FLOPs (module doc), in OUT/stage1SUFFIX and
+    OUT/stage2SUFFIX."""
+    dump1, dump2 = out / f"stage1{suffix}", out / f"stage2{suffix}"
+    plan1 = plan_stage(RECIPES / "stage1.toml", with_blocks)
+    flops_step1 = plan1["train_fpb"] * plan1["bytes_per_step"]
+    steps1 = max(args.min_steps, int(budget * args.stage1_share / flops_step1))
+    stage1 = train_and_eval(RECIPES / "stage1.toml", dump1, steps1, with_blocks)
+    stage2_overrides = [*with_blocks, f"init.path={toml_str(dump1)}"]
+    plan2 = plan_stage(RECIPES / "stage2.toml", stage2_overrides)
+    # Planned at the tokenizer's patch length (the predictor learned to imitate it) and
+    # accounted at the length stage 2 realised.
+    fpb2_planned = plan_fpb_at(plan2["model"], plan1["patch_length"], plan2["seq_len"])
+    steps2 = max(args.min_steps, int((budget - steps1 * flops_step1) / (fpb2_planned * plan2["bytes_per_step"])))
+    stage2 = train_and_eval(RECIPES / "stage2.toml", dump2, steps2, stage2_overrides)
+    length2 = realised_patch_length(dump2) or plan1["patch_length"]
+    flops_step2 = plan_fpb_at(plan2["model"], length2, plan2["seq_len"]) * plan2["bytes_per_step"]
+    return {"stage1": stage1, "stage2": stage2, "steps1": steps1, "steps2": steps2, "flops_step1": flops_step1,
+            "flops_step2": flops_step2, "flops": steps1 * flops_step1 + steps2 * flops_step2,
+            "curve": val_curve(dump1, flops_step1) + val_curve(dump2, flops_step2, steps1 * flops_step1)}
 
 
 def plan_fpb_at(model, patch_length: float, seq_len: int) -> float:

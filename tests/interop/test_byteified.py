@@ -263,3 +263,19 @@ def test_bad_sources_are_one_line(llama_source, tmp_path, case):
     data.write_bytes(TEXT)
     recipe = write_recipe(tmp_path, model, data={"paths": [str(data)]}, training={"steps": 1})
     assert_one_clean_line(run_cli(str(recipe)), expect)
+
+
+def test_predicted_patches_stay_vocabulary_prefixes(llama_source):
+    """Predictor boundaries (here from an untrained predictor at a high threshold: long
+    patches) are closed wherever no token extends the patch by the next byte, so every
+    byte's patch prefix has a trie node: what the subword embedding and the spelling prior
+    read."""
+    folder, _ = llama_source
+    model = bltx.build("model", table(folder, boundaries="predictor", predictor_threshold=0.99)).eval()
+    ids = torch.cat([window(0, 100), window(150, 100)])
+    with torch.no_grad():
+        bounds = model.boundaries(ids[:, :-1], ids[:, 1:])
+    starts = torch.nn.functional.pad(bounds.ends[:, :-1], (1, 0), value=True)
+    nodes = model.vocab.describe(ids[:, :-1], starts, int(starts.sum(-1).max())).node
+    assert bool((nodes[:, 1:] >= 0).all())  # every byte after BOS
+    assert float(starts.float().mean()) < 0.9  # patches of several bytes, not one each

@@ -91,6 +91,29 @@ class SourceVocab:
                 starts[lo + np.cumsum([0, *lengths[:-1]])] = True
         return starts
 
+    def keep_in_vocabulary(self, ids: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Predicted boundaries made to keep every patch a vocabulary-token prefix: for one
+        row, ids [T+1] (the byte after the window last), ends bool [T] -> ends with byte t
+        also ending its patch where no token extends the patch with byte t+1, and around
+        special ids (each a patch of its own). A function of the bytes up to t+1, like the
+        predictor: one byte of lookahead."""
+        out = ends.copy()
+        children = self._children
+        node = -1
+        for t in range(len(out)):
+            v, nxt = int(ids[t]), int(ids[t + 1])
+            if v < OFFSET:
+                out[t] = True
+                node = -1
+                continue
+            if t == 0 or out[t - 1]:
+                node = children[0].get(v - OFFSET, -1)
+            elif node >= 0:
+                node = children[node].get(v - OFFSET, -1)
+            if nxt < OFFSET or node < 0 or (nxt - OFFSET) not in children[node]:
+                out[t] = True
+        return out
+
     # -- what each patch and byte is, for one batch ------------------------------------------
 
     def describe(self, ids: torch.Tensor, starts: torch.Tensor, num_patches: int) -> WindowTokens:
