@@ -240,7 +240,8 @@ def byteify_source(work) -> list[str]:
     from helpers import save_source_folder
 
     folder, _ = save_source_folder(work / "byteify_source")
-    return [f"model.source=\"{folder}\"", f"model.latent.path=\"{folder}\""]
+    # No stage 1a run to start from: the predictor starts at its seeded init.
+    return [f"model.source=\"{folder}\"", f"model.latent.path=\"{folder}\"", "init.path=\"\""]
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,16 @@ Steps, each through the command a user runs:
   0. `python tools/make_source.py --out OUT/source`: a LlamaForCausalLM and its byte-level
      BPE tokenizer, trained on the corpus's first 95%, saved with save_pretrained (skipped
      when OUT/source/source.json exists);
+  1a. `python -m bltx.run recipes/byteify/predictor.toml`: the boundary predictor alone;
   1. `python -m bltx.run recipes/byteify/stage1.toml`: the source's blocks frozen;
   2. `python -m bltx.run recipes/byteify/stage2.toml`: end to end from stage 1;
   3. `python -m bltx.run recipes/byteify/scratch.toml`: the same shape from random weights,
-     for the training FLOPs of stages 1 + 2;
+     for the training FLOPs of stages 1a + 1 + 2;
   then `job.task=eval` with `eval.steps=0` on each (every held-out window).
 
-Budgets: stages 1 + 2 get `--budget` times the source's training FLOPs (measured by
-make_source with FlopCounterMode), `--stage1-share` of it to stage 1; each stage's steps
+Budgets: stages 1a + 1 + 2 get `--budget` times the source's training FLOPs (measured by
+make_source with FlopCounterMode); stage 1a runs its recipe's steps, and `--stage1-share`
+of what is left goes to stage 1; each stage's steps
 follow from bltx's FLOP counter (training FLOPs per byte of the model as the trainer runs
 it: the frozen latent counts forward and the backward flowing through it, the teacher pass
 forward only) at the mean patch length measured on training windows. Stage 2's FLOPs are
@@ -81,7 +83,7 @@ def plan_stage(recipe: Path, overrides: list[str]) -> dict:
     batches = build_data_for_recipe(r).train_batches(r.data.batch_size, r.job.seed)
     length = measure_mean_patch_length(model, [next(batches) for _ in range(4)])
     seq_len = r.data.seq_len
-    return {"patch_length": length, "seq_len": seq_len,
+    return {"patch_length": length, "seq_len": seq_len, "steps": r.training.steps,
             "bytes_per_step": r.data.batch_size * seq_len * r.training.grad_accum,
             "train_fpb": total_flops_per_byte(model, length, seq_len, training=True), "model": model}
 
@@ -98,16 +100,21 @@ def val_curve(dump: Path, flops_per_step: float, offset: float = 0.0) -> list[li
             if r.get("split") == "val" and "val_bpb" in r]
 
 
-def train_and_eval(recipe: Path, dump: Path, steps: int, overrides: list[str]) -> dict:
+def train_and_eval(recipe: Path, dump: Path, steps: int, overrides: list[str], evaluate: bool = True) -> dict:
+    """Train `recipe` for `steps` in a fresh `dump`, then (with `evaluate`) score it on every
+    held-out window; without, the last logged training row (stage 1a logs the predictor's)."""
     if dump.exists():
         shutil.rmtree(dump)  # a fresh run each time: never resume a stale one
     common = [*overrides, f"job.dump_dir={toml_str(dump)}", f"training.steps={steps}",
               f"checkpoint.interval={steps}", "checkpoint.keep_latest=1",
-              f"eval.interval={max(1, steps // 4)}", f"metrics.log_interval={max(1, steps // 10)}",
+              f"eval.interval={max(1, steps // 4) if evaluate else steps}", f"metrics.log_interval={max(1, steps // 10)}",
               "metrics.progress_bar=false", f"lr_scheduler.warmup_steps={max(1, min(20, steps // 10))}"]
     t0 = time.perf_counter()
     bltx_run(recipe, common)
     wall = time.perf_counter() - t0
+    if not evaluate:
+        rows = [json.loads(x) for x in (dump / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        return {**[r for r in rows if r.get("split") == "train"][-1], "wall_s": wall}
     bltx_run(recipe, [*common, "job.task=\"eval\"", "eval.steps=0"])
     result = json.loads((dump / "eval.json").read_text())
     result["wall_s"] = wall
@@ -183,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="runs/byteify", help="output folder (default runs/byteify)")
     ap.add_argument("--budget", type=float, default=0.12,
                     help="training FLOPs of stages 1 + 2 as a fraction of the source's (default 0.12)")
-    ap.add_argument("--stage1-share", type=float, default=0.5, help="stage 1's share of the budget")
+    ap.add_argument("--stage1-share", type=float, default=0.5,
+                    help="stage 1's share of the budget left after stage 1a (the predictor)")
+    ap.add_argument("--predictor-steps", type=int, default=0,
+                    help="stage 1a's steps (default: recipes/byteify/predictor.toml's)")
     ap.add_argument("--min-steps", type=int, default=3, help="at least this many steps per run")
     ap.add_argument("--quick", action="store_true", help="a tiny source and runs: the smoke test")
     ap.add_argument("--skip-learned-spelling", action="store_true",
@@ -229,10 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         "byteified_vs_source": stage2["bpb"] / source_eval["bpb"] - 1.0,
         "held_out_bytes": source_eval["bytes"],
         "source_bytes_per_token": source_eval["bytes_per_token"],
-        "steps": {"stage1": steps1, "stage2": steps2, "scratch": steps3, "source": src["steps"]},
+        "steps": {"predictor": main_run["steps0"], "stage1": steps1, "stage2": steps2, "scratch": steps3,
+                  "source": src["steps"]},
+        "predictor_agreement": main_run["predictor"].get("predictor_agreement"),
+        "predictor_train_flops": main_run["flops0"],
         "mean_patch_length": {"stage1": stage1.get("mean_patch_length"), "stage2": stage2.get("mean_patch_length"),
                               "scratch": scratch.get("mean_patch_length")},
-        "wall_s": {"source": src.get("seconds"), "stage1": stage1["wall_s"], "stage2": stage2["wall_s"],
+        "wall_s": {"source": src.get("seconds"), "predictor": main_run["predictor"]["wall_s"], "stage1": stage1["wall_s"], "stage2": stage2["wall_s"],
                    "scratch": scratch["wall_s"], "total": time.perf_counter() - t0},
         "source": src,
         "byteify_curve": main_run["curve"],
@@ -247,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     plot(out, result)
     print(f"\n| model | held-out bpb | training FLOPs |\n|---|---|---|\n"
           f"| source | {result['source_bpb']:.4f} | {result['source_train_flops']:.3g} |\n"
-          f"| byteified, stage 1 | {result['stage1_bpb']:.4f} | {steps1 * flops_step1:.3g} |\n"
+          f"| byteified, stage 1a + 1 | {result['stage1_bpb']:.4f} | {main_run['flops0'] + steps1 * flops_step1:.3g} |\n"
           f"| byteified, stage 2 | {result['byteified_bpb']:.4f} | {byteify_flops:.3g} (total) |\n"
           + (f"| byteified, spelling learned alone: stage 1 / 2 | {learned['stage1']['bpb']:.4f} / "
              f"{learned['stage2']['bpb']:.4f} | {learned['flops']:.3g} |\n" if learned else "")
@@ -258,13 +271,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def byteify(out: Path, suffix: str, with_blocks: list[str], budget: float, args) -> dict:
-    """Stages 1 and 2 within `budget` training FLOPs (module doc), in OUT/stage1SUFFIX and
-    OUT/stage2SUFFIX."""
-    dump1, dump2 = out / f"stage1{suffix}", out / f"stage2{suffix}"
-    plan1 = plan_stage(RECIPES / "stage1.toml", with_blocks)
+    """Stages 1a, 1 and 2 within `budget` training FLOPs (module doc), in OUT/predictorSUFFIX,
+    OUT/stage1SUFFIX and OUT/stage2SUFFIX."""
+    dump0, dump1, dump2 = out / f"predictor{suffix}", out / f"stage1{suffix}", out / f"stage2{suffix}"
+    plan0 = plan_stage(RECIPES / "predictor.toml", with_blocks)
+    flops_step0 = plan0["train_fpb"] * plan0["bytes_per_step"]
+    steps0 = args.predictor_steps or (args.min_steps if args.quick else plan0["steps"])
+    predictor = train_and_eval(RECIPES / "predictor.toml", dump0, steps0, with_blocks, evaluate=False)
+    budget -= steps0 * flops_step0
+    stage1_overrides = [*with_blocks, f"init.path={toml_str(dump0)}"]
+    plan1 = plan_stage(RECIPES / "stage1.toml", stage1_overrides)
     flops_step1 = plan1["train_fpb"] * plan1["bytes_per_step"]
     steps1 = max(args.min_steps, int(budget * args.stage1_share / flops_step1))
-    stage1 = train_and_eval(RECIPES / "stage1.toml", dump1, steps1, with_blocks)
+    stage1 = train_and_eval(RECIPES / "stage1.toml", dump1, steps1, stage1_overrides)
     stage2_overrides = [*with_blocks, f"init.path={toml_str(dump1)}"]
     plan2 = plan_stage(RECIPES / "stage2.toml", stage2_overrides)
     # Planned at the tokenizer's patch length (the predictor learned to imitate it) and
@@ -274,9 +293,11 @@ def byteify(out: Path, suffix: str, with_blocks: list[str], budget: float, args)
     stage2 = train_and_eval(RECIPES / "stage2.toml", dump2, steps2, stage2_overrides)
     length2 = realised_patch_length(dump2) or plan1["patch_length"]
     flops_step2 = plan_fpb_at(plan2["model"], length2, plan2["seq_len"]) * plan2["bytes_per_step"]
-    return {"stage1": stage1, "stage2": stage2, "steps1": steps1, "steps2": steps2, "flops_step1": flops_step1,
-            "flops_step2": flops_step2, "flops": steps1 * flops_step1 + steps2 * flops_step2,
-            "curve": val_curve(dump1, flops_step1) + val_curve(dump2, flops_step2, steps1 * flops_step1)}
+    flops0 = steps0 * flops_step0
+    return {"predictor": predictor, "stage1": stage1, "stage2": stage2, "steps0": steps0, "steps1": steps1,
+            "steps2": steps2, "flops_step1": flops_step1, "flops_step2": flops_step2, "flops0": flops0,
+            "flops": flops0 + steps1 * flops_step1 + steps2 * flops_step2,
+            "curve": val_curve(dump1, flops_step1, flops0) + val_curve(dump2, flops_step2, flops0 + steps1 * flops_step1)}
 
 
 def plan_fpb_at(model, patch_length: float, seq_len: int) -> float:

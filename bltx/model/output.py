@@ -37,6 +37,12 @@ def next_id_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
                            reduction="sum", ignore_index=IGNORE_ID)
 
 
+def keep_only(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """logits [..., V] with the ids `allowed` (bool [..., V]) does not hold at the lowest
+    float: probability 0 under softmax, finite so no NaN reaches a gradient."""
+    return logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
+
+
 def lm_output(logits: torch.Tensor, targets: torch.Tensor | None, **extra) -> ModelOutput:
     """The output of a next-id model: its logits, or with `targets` their summed NLL only
     (the logits are not kept, so training holds no second [B, T, V] tensor)."""

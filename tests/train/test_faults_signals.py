@@ -50,7 +50,9 @@ def start(tmp_path, nproc: int, **sections):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     run = tmp_path / "run"
     deadline = time.time() + 180
-    while not all((run / f"started_rank{r}").is_file() for r in range(nproc)):
+    # Non-empty, not just present: a rank may be caught between creating its file and writing it.
+    while not all((run / f"started_rank{r}").is_file() and (run / f"started_rank{r}").stat().st_size
+                  for r in range(nproc)):
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
             out, err = proc.communicate()

@@ -4,7 +4,10 @@ whether the byte ends its patch; if so the patch is encoded and pushed through t
 at once, and the next byte comes from the "after a patch" head reading that new state;
 otherwise from the decoder's own head. Nothing looks ahead, so the bytes and boundaries a
 session emits are exactly those the forward gives when fed them back (`ends`: the
-realised boundaries per row, for that check).
+realised boundaries per row, for that check). With predictor boundaries each head's
+logits are restricted to the next bytes consistent with the boundary just emitted (model
+doc, "the byte distribution"), so the predictor, reading the byte drawn, agrees with it:
+recomputing the generated text from its bytes alone gives the same boundaries.
 
     session = model.new_session(batch, capacity)
     logits = session.prefill(ids, lengths)   # the prompt's boundaries from `model.boundaries`,
@@ -19,6 +22,7 @@ import torch
 from bltx.bytes import OFFSET
 from bltx.interop.byteify.source import TINY
 from bltx.model.cache import row_gather
+from bltx.model.output import keep_only
 from bltx.model.sessions.base import CachedSession, span_bucket
 from bltx.protocols import CACHED_EXTRA
 
@@ -34,10 +38,12 @@ class ByteifiedSession(CachedSession):
         self.patches = [0] * batch  # complete patches per row
         self.open_len = [0] * batch  # bytes in each row's open patch
         self.patch_start = torch.zeros(batch, dtype=torch.long, device=self.device)
-        # The spelling prior (Config.spelling_prior): each row's trie node of its open patch
-        # (-1: not a token prefix) and the token distribution of the latent state it reads.
+        # Each row's trie node of its open patch (-1: not a token prefix), and with the
+        # spelling prior (Config.spelling_prior) the token distribution of the latent state it reads.
         self.node = [-1] * batch
         self.q_read = None
+        # Predictor boundaries: each row's newest byte embedding (the predictor's input).
+        self.x: torch.Tensor | None = None
 
     @torch.no_grad()
     def prefill(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -53,16 +59,17 @@ class ByteifiedSession(CachedSession):
         P = int(patch_ids.max()) + 1
         closed = patch_ids[rows, last]  # complete patches before each row's last byte's patch
         tokens = m.vocab.describe(ids, starts, P)
-        h = m.byte_embedder.prefill(ids, lengths, c["byte_embedder"])
-        h, patches = m.encoder.prefill(h, patch_ids, P, lengths, c["encoder"])
+        x = m.byte_embedder.prefill(ids, lengths, c["byte_embedder"])
+        self.x = row_gather(x, last)[:, 0]
+        h, patches = m.encoder.prefill(x, patch_ids, P, lengths, c["encoder"])
         if m.cfg.subword_embedding:
-            patches = patches + m.source_embedding(tokens.ending_token).to(patches.dtype)
+            patches = patches + m.source_embedding(tokens.subword_token).to(patches.dtype)
         z = m.latent.prefill(patches, closed, c["latent"])
         d = m.decoder.prefill_hidden(h, z, patch_ids - 1, lengths, c["decoder"])
         m.decoder.set_patch(row_gather(z, (closed - 1).clamp(min=0)), closed > 0, c["decoder"])
+        self.node = tokens.node[rows, last].tolist()
         if m.cfg.spelling_prior:
             self.q_read = m.source_head.token_probs(row_gather(z, (closed - 1).clamp(min=0))[:, 0])
-            self.node = tokens.node[rows, last].tolist()
         first_col = torch.where(starts & (cols <= last[:, None]), cols, 0).amax(-1)
         self.patch_start.copy_(first_col)
         host_ids, host_len = ids.tolist(), lengths.tolist()
@@ -75,8 +82,9 @@ class ByteifiedSession(CachedSession):
     @torch.no_grad()
     def feed(self, ids: torch.Tensor) -> torch.Tensor:
         m, c = self.model, self.caches
-        h = m.byte_embedder.step(ids[:, None], c["byte_embedder"])
-        self.h = m.encoder.step(h, c["encoder"])
+        x = m.byte_embedder.step(ids[:, None], c["byte_embedder"])
+        self.x = x[:, 0]
+        self.h = m.encoder.step(x, c["encoder"])
         children = m.vocab._children
         for row, v in enumerate(ids.tolist()):
             self.history[row].append(v)
@@ -99,12 +107,22 @@ class ByteifiedSession(CachedSession):
         m, c = self.model, self.caches
         boundary = m.heads.boundary(d)[:, 0].float()
         logits = m.decoder.output(d).float()
+        closes = None
+        if m.cfg.boundaries == "predictor":
+            # As the forward scores them: the boundary first (certain where no next byte
+            # keeps the patch open), then the next byte among those consistent with it, so
+            # the predictor, reading that byte, gives the boundary the session emitted.
+            closes = m.closing_bytes(m.predictor.candidates(self.x), torch.tensor(self.node, device=d.device))
         if m.cfg.spelling_prior:
             node = torch.tensor(self.node, device=d.device)[:, None]
             where = (node >= 0) & (torch.tensor(self.patches, device=d.device)[:, None] > 0)
-            b_prior, inside = m.spelling_prior(self.q_read[:, None], torch.zeros_like(node), node, where)
+            b_prior, inside = m.spelling_prior(self.q_read[:, None], torch.zeros_like(node), node, where,
+                                               None if closes is None else closes[:, None])
             boundary, logits = boundary + b_prior[:, 0], logits + inside[:, 0]
         ends = boundary > 0
+        if closes is not None:
+            ends = ends | closes.all(-1)
+            logits = keep_only(logits, ~closes)
         flags = ends.tolist()
         if not any(flags):
             return logits
@@ -112,7 +130,7 @@ class ByteifiedSession(CachedSession):
         span = span_bucket(max(self.open_len[row] for row in closing), self.capacity)
         patch = m.encoder.close(c["encoder"], self.patch_start, span)
         if m.cfg.subword_embedding:
-            ending = torch.tensor([m.vocab.ending_token(hist) if f else -1 for hist, f in zip(self.history, flags)],
+            ending = torch.tensor([m.vocab.subword_token(hist, n) if f else -1 for hist, n, f in zip(self.history, self.node, flags)],
                                   device=d.device)
             patch = patch + m.source_embedding(ending)[:, None].to(patch.dtype)
         for row in closing:
@@ -130,6 +148,8 @@ class ByteifiedSession(CachedSession):
                 first = first + m.source_head.first_byte_probs(q_new).clamp_min(TINY).log()
             if m.cfg.spelling_prior:
                 self.q_read = torch.where(ends[:, None], q_new, self.q_read)
+        if closes is not None:
+            first = keep_only(first, closes)
         self.patch_start.copy_(torch.where(ends, c["encoder"]["stack"].pos, self.patch_start))
         return torch.where(ends[:, None], first, logits)
 

@@ -1,6 +1,6 @@
 """The source's vocabulary as a byteified model needs it, on bltx ids (byte + OFFSET, the
 four special ids below): its tokenizer's boundaries over any window of ids, the token each
-patch spells, the longest token ending at each byte, and the prefix trie the exact
+patch spells (else the longest token ending at its last byte), and the prefix trie the exact
 distillation targets are read from (bltx/interop/byteify/teacher.py).
 
     vocab = SourceVocab(SourceTokenizer(folder))
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bltx.bytes import BOS_ID, EOS_ID, OFFSET
+from bltx.bytes import BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE
 from bltx.interop.source_tokenizer import SourceTokenizer
 
 
@@ -35,7 +35,9 @@ class WindowTokens:
     """What the host knows of a batch of windows, as tensors on the model's device."""
 
     patch_token: torch.Tensor     # long [B, P]: the source token each patch spells (-1: none)
-    ending_token: torch.Tensor    # long [B, P]: the longest token ending at each patch's last byte (-1: none)
+    # long [B, P]: the source token whose embedding is added to each patch (the subword
+    # embedding): the token the patch spells, else the longest one ending at its last byte (-1: none)
+    subword_token: torch.Tensor
     node: torch.Tensor            # long [B, T]: trie node of the bytes from the patch start to t (-1: none)
 
 
@@ -140,16 +142,19 @@ class SourceVocab:
                 node[b, t] = n
                 # The patch so far spells a token: record it (the patch's last byte wins).
                 patch_token[b, j] = token_at[n] if n >= 0 else -1
-                ending[b, j] = self._longest_ending(row, t)
+                ending[b, j] = patch_token[b, j] if patch_token[b, j] >= 0 else self._longest_ending(row, t)
         device = ids.device
         return WindowTokens(torch.from_numpy(patch_token).to(device), torch.from_numpy(ending).to(device),
                             torch.from_numpy(node).to(device))
 
-    def ending_token(self, history: list[int]) -> int:
-        """What `describe` gives a patch ending at the last of `history` (bltx ids): the
-        longest vocabulary token ending there, or a special id's token; -1: none."""
+    def subword_token(self, history: list[int], node: int) -> int:
+        """What `describe` gives as the subword token of a patch ending at the last of
+        `history` (bltx ids) whose bytes reach trie node `node`: the token it spells, else
+        the longest vocabulary token ending there, or a special id's token; -1: none."""
         if history[-1] < OFFSET:
             return self._special_token(history[-1])
+        if node >= 0 and self.token_at_list[node] >= 0:
+            return self.token_at_list[node]
         return self._longest_ending(history, len(history) - 1)
 
     def _longest_ending(self, row: list[int], t: int) -> int:
@@ -212,6 +217,21 @@ class SourceVocab:
         if device not in self._on:
             self._on[device] = ({k: v.to(device) for k, v in self.trie.items()}, self.sorted_tokens.to(device))
         return self._on[device]
+
+    def child_mask(self, node: torch.Tensor) -> torch.Tensor:
+        """node long [...] (trie nodes, -1: none) -> bool [..., 260]: the bltx ids of the
+        bytes that extend each node to another vocabulary prefix (none for -1). Gathered
+        from the CSR edges: work grows with the children, not with nodes x 256."""
+        trie, _ = self.tables(node.device)
+        flat = node.reshape(-1)
+        at = flat.clamp_min(0)
+        fanout = torch.where(flat >= 0, trie["fanout"][at], 0)
+        owner = torch.repeat_interleave(torch.arange(len(flat), device=node.device), fanout)
+        first_edge = (fanout.cumsum(0) - fanout)[owner]
+        edge = trie["edge_lo"][at][owner] + torch.arange(len(owner), device=node.device) - first_edge
+        mask = torch.zeros(len(flat), VOCAB_SIZE, dtype=torch.bool, device=node.device)
+        mask[owner, trie["edge_byte"][edge] + OFFSET] = True
+        return mask.reshape(*node.shape, VOCAB_SIZE)
 
     def first_byte_ids(self) -> torch.Tensor:
         """long [V]: the bltx id each token's probability counts for when it is the next
