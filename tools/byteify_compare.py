@@ -51,7 +51,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 RECIPES = ROOT / "recipes" / "byteify"
-# A source small enough for the smoke test (tests/tools/test_byteify_compare.py).
+# A source small enough for the smoke test (tests/interop/test_byteify_compare.py).
 QUICK_SOURCE = ["--steps", "30", "--dim", "32", "--layers", "1", "--heads", "2", "--vocab", "300",
                 "--ctx", "64", "--batch", "4"]
 
@@ -148,6 +148,50 @@ def source_bpb(source: Path, recipe: Path, overrides: list[str]) -> dict:
     return {"bpb": nll / math.log(2) / n_bytes, "bytes": n_bytes, "bytes_per_token": n_bytes / n_tokens}
 
 
+@torch.no_grad()
+def boundary_agreement(run: Path, recipe: Path, overrides: list[str]) -> dict:
+    """On every held-out window, the trained run's boundaries against the tokenizer's: the
+    predictor's own decision (what stage 1a trains), the predicted boundaries the model uses
+    (closed where no token extends the patch), and each one's bpb split by whether the last
+    8 bytes' boundaries agree ("aligned"), scored both ways: where predicted patches cost."""
+    import bltx
+    from bltx.bytes import IGNORE_ID
+    from bltx.config import load_recipe
+    from bltx.data.loader import build_data_for_recipe, validation_batches
+
+    r = load_recipe(recipe, overrides)
+    model = bltx.load(run).eval()
+    counts = {"bytes": 0, "predictor": 0, "boundaries": 0, "aligned": 0}
+    nll = {(mode, part): 0.0 for mode in ("tokenizer", "predictor") for part in ("aligned", "other")}
+    for batch in validation_batches(build_data_for_recipe(r).validation, r.data.batch_size, 0):
+        ids, targets = batch["ids"], batch["targets"]
+        ext = torch.cat([ids, targets[:, -1:]], dim=1)
+        ends = {}
+        for mode in ("tokenizer", "predictor"):
+            model.cfg.boundaries = mode
+            ends[mode] = model.boundaries(ids, targets).ends
+        raw = model.predictor(ext[:, :-1], ext[:, 1:]) > 0
+        scored = targets != IGNORE_ID
+        differ = (ends["tokenizer"] != ends["predictor"]).float()
+        recent = torch.nn.functional.max_pool1d(torch.nn.functional.pad(differ, (8, 0))[:, None], 9, stride=1)[:, 0]
+        aligned = scored & (recent[:, : differ.shape[1]] == 0)
+        counts["bytes"] += int(scored.sum())
+        counts["predictor"] += int(((raw == ends["tokenizer"]) & scored).sum())
+        counts["boundaries"] += int(((differ == 0) & scored).sum())
+        counts["aligned"] += int(aligned.sum())
+        for mode in ("tokenizer", "predictor"):
+            model.cfg.boundaries = mode
+            for part, where in (("aligned", aligned), ("other", scored & ~aligned)):
+                # Bytes left out cost nothing; only the last one's boundary could move (its
+                # next byte unknown), and nothing reads it.
+                nll[mode, part] += float(model(ids, torch.where(where, targets, IGNORE_ID)).nll)
+    n, a = counts["bytes"], counts["aligned"]
+    bpb = {f"{mode}_{part}_bpb": value / math.log(2) / (a if part == "aligned" else n - a)
+           for (mode, part), value in nll.items()}
+    return {"predictor_agreement": counts["predictor"] / n, "boundary_agreement": counts["boundaries"] / n,
+            "aligned_fraction": a / n, **bpb}
+
+
 def latent_overrides(source: Path) -> list[str]:
     """The scratch latent's sizes: the source's (a BLT of the byteified model's shape)."""
     from bltx.interop.llama import latent_dims, read_llama_config
@@ -227,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = train_and_eval(RECIPES / "scratch.toml", out / "scratch", steps3, scratch_overrides)
 
     source_eval = source_bpb(source, RECIPES / "stage1.toml", with_blocks)
+    boundaries = boundary_agreement(out / "stage1", RECIPES / "stage1.toml", with_blocks)
     result = {
         "source_bpb": source_eval["bpb"],
         "stage1_bpb": stage1["bpb"],
@@ -241,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         "source_bytes_per_token": source_eval["bytes_per_token"],
         "steps": {"predictor": main_run["steps0"], "stage1": steps1, "stage2": steps2, "scratch": steps3,
                   "source": src["steps"]},
-        "predictor_agreement": main_run["predictor"].get("predictor_agreement"),
+        "predictor_train_agreement": main_run["predictor"].get("predictor_agreement"),  # stage 1a, last logged
+        "held_out_boundaries": boundaries,  # stage 1's run, boundary_agreement's doc
         "predictor_train_flops": main_run["flops0"],
         "mean_patch_length": {"stage1": stage1.get("mean_patch_length"), "stage2": stage2.get("mean_patch_length"),
                               "scratch": scratch.get("mean_patch_length")},

@@ -301,7 +301,7 @@ def test_predicted_boundaries_give_a_proper_byte_distribution(llama_source, spel
     model = bltx.build("model", table(folder, boundaries="predictor", spelling_prior=spelling)).eval()
     _sharpen_boundaries(model)
     with torch.no_grad():
-        model.predictor.out.bias.fill_(0.3)  # both outcomes of the untrained predictor occur
+        model.predictor.out.weight.normal_(0, 3.0)  # both outcomes of the untrained predictor occur
     ctx = window(0, 40)
     n = ctx.shape[1]
     rows = torch.cat([ctx.expand(VOCAB_SIZE, n), torch.arange(VOCAB_SIZE)[:, None]], dim=1)
@@ -316,8 +316,7 @@ def test_predicted_boundaries_give_a_proper_byte_distribution(llama_source, spel
 
 def test_stage1a_trains_the_predictor_alone(llama_source):
     """model.predictor_only: a training forward is the predictor's loss on the tokenizer's
-    boundaries and nothing else (only it and the byte embedder get gradients, the FLOP
-    counter counts only them); a few optimizer steps raise its agreement with the
+    boundaries and nothing else (only it gets gradients, the FLOP counter counts only it); a few optimizer steps raise its agreement with the
     tokenizer; evaluation runs the whole model."""
     from bltx.eval.flops import flops_per_byte
 
@@ -329,13 +328,12 @@ def test_stage1a_trains_the_predictor_alone(llama_source):
     out = model(ids[:, :-1], ids[:, 1:])
     out.nll.backward()
     grads = {name.split(".")[0] for name, p in model.named_parameters() if p.grad is not None}
-    assert grads == {"byte_embedder", "predictor"}
-    assert set(model.flop_terms(128, 2.5)) == {"byte_embedder", "predictor"}
+    assert grads == {"predictor"}
+    assert set(model.flop_terms(128, 2.5)) == {"predictor"}
     assert flops_per_byte(model, 2.5, 128, training=True)["total"] < 0.05 * flops_per_byte(
         model.eval(), 2.5, 128, training=False)["total"]
     # The NLL is the predictor's: its BCE against the tokenizer's boundaries, in nats.
-    x = model.byte_embedder(ids[:, :-1])
-    logit = model.predictor(x, ids[:, 1:])
+    logit = model.predictor(ids[:, :-1], ids[:, 1:])
     want = torch.nn.functional.binary_cross_entropy_with_logits(logit, bounds.ends.float(), reduction="sum")
     assert torch.allclose(out.nll, want, rtol=1e-5)
     model.train()

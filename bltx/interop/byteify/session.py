@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from bltx.bytes import OFFSET
+from bltx.bytes import OFFSET, PAD_ID
 from bltx.interop.byteify.source import TINY
 from bltx.model.cache import row_gather
 from bltx.model.output import keep_only
@@ -42,8 +42,6 @@ class ByteifiedSession(CachedSession):
         # spelling prior (Config.spelling_prior) the token distribution of the latent state it reads.
         self.node = [-1] * batch
         self.q_read = None
-        # Predictor boundaries: each row's newest byte embedding (the predictor's input).
-        self.x: torch.Tensor | None = None
 
     @torch.no_grad()
     def prefill(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -59,9 +57,8 @@ class ByteifiedSession(CachedSession):
         P = int(patch_ids.max()) + 1
         closed = patch_ids[rows, last]  # complete patches before each row's last byte's patch
         tokens = m.vocab.describe(ids, starts, P)
-        x = m.byte_embedder.prefill(ids, lengths, c["byte_embedder"])
-        self.x = row_gather(x, last)[:, 0]
-        h, patches = m.encoder.prefill(x, patch_ids, P, lengths, c["encoder"])
+        h = m.byte_embedder.prefill(ids, lengths, c["byte_embedder"])
+        h, patches = m.encoder.prefill(h, patch_ids, P, lengths, c["encoder"])
         if m.cfg.subword_embedding:
             patches = patches + m.source_embedding(tokens.subword_token).to(patches.dtype)
         z = m.latent.prefill(patches, closed, c["latent"])
@@ -82,9 +79,8 @@ class ByteifiedSession(CachedSession):
     @torch.no_grad()
     def feed(self, ids: torch.Tensor) -> torch.Tensor:
         m, c = self.model, self.caches
-        x = m.byte_embedder.step(ids[:, None], c["byte_embedder"])
-        self.x = x[:, 0]
-        self.h = m.encoder.step(x, c["encoder"])
+        h = m.byte_embedder.step(ids[:, None], c["byte_embedder"])
+        self.h = m.encoder.step(h, c["encoder"])
         children = m.vocab._children
         for row, v in enumerate(ids.tolist()):
             self.history[row].append(v)
@@ -112,7 +108,7 @@ class ByteifiedSession(CachedSession):
             # As the forward scores them: the boundary first (certain where no next byte
             # keeps the patch open), then the next byte among those consistent with it, so
             # the predictor, reading that byte, gives the boundary the session emitted.
-            closes = m.closing_bytes(m.predictor.candidates(self.x), torch.tensor(self.node, device=d.device))
+            closes = m.closing_bytes(self._candidates(d.device), torch.tensor(self.node, device=d.device))
         if m.cfg.spelling_prior:
             node = torch.tensor(self.node, device=d.device)[:, None]
             where = (node >= 0) & (torch.tensor(self.patches, device=d.device)[:, None] > 0)
@@ -152,6 +148,13 @@ class ByteifiedSession(CachedSession):
             first = keep_only(first, closes)
         self.patch_start.copy_(torch.where(ends, c["encoder"]["stack"].pos, self.patch_start))
         return torch.where(ends[:, None], first, logits)
+
+    def _candidates(self, device) -> torch.Tensor:
+        """The predictor's logits [B, 260] for every next byte after each row's newest one,
+        from the last bytes it reads (PAD before the text, as the forward pads its window)."""
+        n = self.model.predictor.history + 1
+        tails = [[PAD_ID] * max(0, n - len(h)) + h[-n:] for h in self.history]
+        return self.model.predictor.candidates(torch.tensor(tails, device=device))[:, -1]
 
     def realised_starts(self, row: int) -> torch.Tensor:
         """bool [len + 1]: patch starts of row's bytes so far, the last column whether its

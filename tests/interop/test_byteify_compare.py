@@ -1,0 +1,41 @@
+"""tools/byteify_compare.py, the byteify worked example end to end (issue 23), at its
+`--quick` sizes: every step runs through the commands a user runs (make_source, stage 1a,
+stages 1 and 2, the scratch baseline, each evaluated), and compare.json holds what the
+README reads off it, with the scratch baseline on the byteified model's FLOPs."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_quick_compare_writes_the_comparison(tmp_path):
+    out = tmp_path / "byteify"
+    cmd = [sys.executable, "tools/byteify_compare.py", "--quick", "--skip-learned-spelling", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "compare.json").read_text())
+    for key in ("source_bpb", "stage1_bpb", "byteified_bpb", "scratch_bpb"):
+        assert 0 < result[key] < 9 and math.isfinite(result[key]), key
+    assert result["source_train_flops"] == json.loads((out / "source" / "source.json").read_text())["train_flops"]
+    # The scratch baseline trains on the FLOPs of stages 1a + 1 + 2 (to a step's worth).
+    assert result["byteify_train_flops"] > result["predictor_train_flops"] > 0
+    assert abs(result["scratch_train_flops"] / result["byteify_train_flops"] - 1) < 0.25
+    steps = result["steps"]
+    assert steps["predictor"] >= 1 and steps["stage1"] >= 3 and steps["stage2"] >= 3
+    b = result["held_out_boundaries"]
+    for key in ("predictor_agreement", "boundary_agreement", "aligned_fraction"):
+        assert 0 <= b[key] <= 1, key
+    # Each stage's run folder holds its evaluation; the plot is written.
+    for run in ("stage1", "stage2", "scratch"):
+        assert json.loads((out / run / "eval.json").read_text())["bytes"] == result["held_out_bytes"]
+    assert (out / "compare.png").stat().st_size > 0
