@@ -152,8 +152,9 @@ def source_bpb(source: Path, recipe: Path, overrides: list[str]) -> dict:
 def boundary_agreement(run: Path, recipe: Path, overrides: list[str]) -> dict:
     """On every held-out window, the trained run's boundaries against the tokenizer's: the
     predictor's own decision (what stage 1a trains), the predicted boundaries the model uses
-    (closed where no token extends the patch), and each one's bpb split by whether the last
-    8 bytes' boundaries agree ("aligned"), scored both ways: where predicted patches cost."""
+    (closed where no token extends the patch), and the bpb (and its boundary bits) of bytes
+    split by whether the last 8 bytes' boundaries agree ("aligned"), scored both ways: where
+    predicted patches cost."""
     import bltx
     from bltx.bytes import IGNORE_ID
     from bltx.config import load_recipe
@@ -163,6 +164,7 @@ def boundary_agreement(run: Path, recipe: Path, overrides: list[str]) -> dict:
     model = bltx.load(run).eval()
     counts = {"bytes": 0, "predictor": 0, "boundaries": 0, "aligned": 0}
     nll = {(mode, part): 0.0 for mode in ("tokenizer", "predictor") for part in ("aligned", "other")}
+    boundary_nll = dict.fromkeys(nll, 0.0)
     for batch in validation_batches(build_data_for_recipe(r).validation, r.data.batch_size, 0):
         ids, targets = batch["ids"], batch["targets"]
         ext = torch.cat([ids, targets[:, -1:]], dim=1)
@@ -184,10 +186,15 @@ def boundary_agreement(run: Path, recipe: Path, overrides: list[str]) -> dict:
             for part, where in (("aligned", aligned), ("other", scored & ~aligned)):
                 # Bytes left out cost nothing; only the last one's boundary could move (its
                 # next byte unknown), and nothing reads it.
-                nll[mode, part] += float(model(ids, torch.where(where, targets, IGNORE_ID)).nll)
+                out = model(ids, torch.where(where, targets, IGNORE_ID))
+                nll[mode, part] += float(out.nll)
+                # boundary_bpb is per byte scored (the last one's boundary is known iff it is)
+                boundary_nll[mode, part] += float(out.stats["boundary_bpb"]) * math.log(2) * int(where.sum())
     n, a = counts["bytes"], counts["aligned"]
-    bpb = {f"{mode}_{part}_bpb": value / math.log(2) / (a if part == "aligned" else n - a)
-           for (mode, part), value in nll.items()}
+    size = {"aligned": a, "other": n - a}
+    bpb = {f"{mode}_{part}_bpb": value / math.log(2) / size[part] for (mode, part), value in nll.items()}
+    bpb.update({f"{mode}_{part}_boundary_bpb": value / math.log(2) / size[part]
+                for (mode, part), value in boundary_nll.items()})
     return {"predictor_agreement": counts["predictor"] / n, "boundary_agreement": counts["boundaries"] / n,
             "aligned_fraction": a / n, **bpb}
 
@@ -234,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="runs/byteify", help="output folder (default runs/byteify)")
     ap.add_argument("--budget", type=float, default=0.12,
                     help="training FLOPs of stages 1 + 2 as a fraction of the source's (default 0.12)")
-    ap.add_argument("--stage1-share", type=float, default=0.5,
+    ap.add_argument("--stage1-share", type=float, default=0.25,
                     help="stage 1's share of the budget left after stage 1a (the predictor)")
     ap.add_argument("--predictor-steps", type=int, default=0,
                     help="stage 1a's steps (default: recipes/byteify/predictor.toml's)")
