@@ -215,10 +215,10 @@ class ByteifiedLM(ByteLatentModel):
         predictor_hidden: int = 32
         predictor_history: int = 4
         predictor_buckets: int = 16384
-        # Training computes the boundary predictor's loss alone (it and the byte embedder
-        # learn the tokenizer's boundaries; nothing else runs): stage 1a, since the
-        # predictor needs many more bytes than the rest of stage 1 can afford (it is ~0.2%
-        # of the model's FLOPs per byte). The logged bpb is then its boundary bits per byte;
+        # Training computes the boundary predictor's loss alone (it learns the tokenizer's
+        # boundaries; nothing else runs): stage 1a, since the predictor needs many more
+        # bytes than the rest of stage 1 can afford (a training step of it costs ~0.01% of
+        # the model's FLOPs per byte). The logged bpb is then its boundary bits per byte;
         # evaluation runs the whole model.
         predictor_only: bool = False
         # Stage 1's split (module doc): "source" trains the decoder on the source's own
