@@ -408,12 +408,18 @@ class ByteifiedLM(ByteLatentModel):
         """Config.predictor_only: the predictor's summed binary cross-entropy (nats) against
         the tokenizer's boundaries as the NLL, at the bytes whose boundary is known."""
         bounds = self.boundaries(ids, targets)
-        logit = self.predictor(ids, ext[:, 1:]).float()
         scored = (targets != IGNORE_ID) & bounds.known
-        bce = F.binary_cross_entropy_with_logits(logit, bounds.ends.float(), reduction="none")
-        agreement = (((logit > 0) == bounds.ends) & scored).sum() / scored.sum().clamp_min(1)
+        bce, agreement = self._predictor_fit(ext, bounds.ends, scored)
         starts = F.pad(bounds.ends[:, :-1], (1, 0), value=True)
-        return ModelOutput(nll=(bce * scored).sum(), starts=starts, stats={"predictor_agreement": agreement})
+        return ModelOutput(nll=bce, starts=starts, stats={"predictor_agreement": agreement})
+
+    def _predictor_fit(self, ext, ends, scored) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predictor against tokenizer boundaries `ends` at the `scored` bytes: its summed
+        binary cross-entropy (nats) and the fraction it gets right."""
+        logit = self.predictor(ext[:, :-1], ext[:, 1:]).float()
+        bce = F.binary_cross_entropy_with_logits(logit, ends.float(), reduction="none")
+        agreement = (((logit > 0) == ends) & scored).sum() / scored.sum().clamp_min(1)
+        return (bce * scored).sum(), agreement
 
     def _teaching(self, targets, starts) -> bool:
         """Whether this forward runs the teacher: training on tokenizer patches, with the
@@ -484,10 +490,8 @@ class ByteifiedLM(ByteLatentModel):
         n = scored.sum().clamp_min(1)
         aux, stats = {}, {"boundary_bpb": boundary_nll.detach() / n / math.log(2)}
         if cfg.predictor_weight > 0 and cfg.boundaries == "tokenizer":
-            p_logit = self.predictor(ext[:, :-1], ext[:, 1:]).float()
-            bce = F.binary_cross_entropy_with_logits(p_logit, ends.float(), reduction="none")
-            aux["predictor"] = cfg.predictor_weight * (bce * scored).sum() / n
-            stats["predictor_agreement"] = (((p_logit > 0) == ends) & scored).sum() / n
+            bce, stats["predictor_agreement"] = self._predictor_fit(ext, ends, scored)
+            aux["predictor"] = cfg.predictor_weight * bce / n
         if teacher is not None and cfg.distill_weight > 0:
             parts = _kl(teacher, boundary_logit, cont, first, ends, patch_ids, scored)
             aux["distill"] = cfg.distill_weight * sum(parts.values()) / n

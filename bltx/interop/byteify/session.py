@@ -103,14 +103,15 @@ class ByteifiedSession(CachedSession):
         m, c = self.model, self.caches
         boundary = m.heads.boundary(d)[:, 0].float()
         logits = m.decoder.output(d).float()
+        node = torch.tensor(self.node, device=d.device)
         closes = None
         if m.cfg.boundaries == "predictor":
             # As the forward scores them: the boundary first (certain where no next byte
             # keeps the patch open), then the next byte among those consistent with it, so
             # the predictor, reading that byte, gives the boundary the session emitted.
-            closes = m.closing_bytes(self._candidates(d.device), torch.tensor(self.node, device=d.device))
+            closes = m.closing_bytes(self._candidates(d.device), node)
         if m.cfg.spelling_prior:
-            node = torch.tensor(self.node, device=d.device)[:, None]
+            node = node[:, None]
             where = (node >= 0) & (torch.tensor(self.patches, device=d.device)[:, None] > 0)
             b_prior, inside = m.spelling_prior(self.q_read[:, None], torch.zeros_like(node), node, where,
                                                None if closes is None else closes[:, None])

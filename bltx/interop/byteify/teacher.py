@@ -31,6 +31,7 @@ from typing import NamedTuple
 import torch
 
 from bltx.bytes import OFFSET, VOCAB_SIZE
+from bltx.interop.byteify.vocab import trie_edges
 
 TINY = 1e-30
 
@@ -77,10 +78,7 @@ def byte_factors(q: torch.Tensor, prev: torch.Tensor, node: torch.Tensor, where:
     own = torch.where(token_at >= 0, q.reshape(B * P, V)[rows, token_at.clamp(min=0)], torch.zeros_like(total))
     rest = total - own
     # Children of each position's node, flattened (position, edge) pairs.
-    counts = trie["fanout"][n]
-    pair = torch.repeat_interleave(torch.arange(n.numel(), device=q.device), counts)
-    offsets = torch.arange(pair.numel(), device=q.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-    edge = trie["edge_lo"][n][pair] + offsets
+    pair, edge = trie_edges(trie, n)
     child = trie["edge_node"][edge]
     mass = cum[rows[pair], trie["hi"][child]] - cum[rows[pair], trie["lo"][child]]
     index = pair * VOCAB_SIZE + trie["edge_byte"][edge] + OFFSET

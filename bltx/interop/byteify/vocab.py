@@ -224,11 +224,7 @@ class SourceVocab:
         from the CSR edges: work grows with the children, not with nodes x 256."""
         trie, _ = self.tables(node.device)
         flat = node.reshape(-1)
-        at = flat.clamp_min(0)
-        fanout = torch.where(flat >= 0, trie["fanout"][at], 0)
-        owner = torch.repeat_interleave(torch.arange(len(flat), device=node.device), fanout)
-        first_edge = (fanout.cumsum(0) - fanout)[owner]
-        edge = trie["edge_lo"][at][owner] + torch.arange(len(owner), device=node.device) - first_edge
+        owner, edge = trie_edges(trie, flat)
         mask = torch.zeros(len(flat), VOCAB_SIZE, dtype=torch.bool, device=node.device)
         mask[owner, trie["edge_byte"][edge] + OFFSET] = True
         return mask.reshape(*node.shape, VOCAB_SIZE)
@@ -244,6 +240,18 @@ class SourceVocab:
         if self.eos_token is not None:
             out[self.eos_token] = EOS_ID
         return out
+
+
+def trie_edges(trie: dict[str, torch.Tensor], nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every child edge of each of `nodes` (long [N], -1: none, no edges), flattened:
+    (owner [E], the index into `nodes` each edge belongs to; edge [E], its index into
+    `edge_byte` / `edge_node`)."""
+    at = nodes.clamp_min(0)
+    fanout = torch.where(nodes >= 0, trie["fanout"][at], 0)
+    owner = torch.repeat_interleave(torch.arange(len(nodes), device=nodes.device), fanout)
+    first_edge = (fanout.cumsum(0) - fanout)[owner]
+    edge = trie["edge_lo"][at][owner] + torch.arange(len(owner), device=nodes.device) - first_edge
+    return owner, edge
 
 
 def _first_present(vocab: dict[str, int], names: tuple[str, ...]) -> int | None:
