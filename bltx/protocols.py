@@ -56,6 +56,10 @@ A flag: `predicts_whole_tokens = True` on a model that scores whole subword toke
 baseline): its last position is its only exact prediction, so generation and CUTE feed it
 one prompt at a time, and it cannot leave single target bytes out of its loss, so it trains
 on plain text only (bltx/train/data_checks.py).
+A flag: `logits_given_boundary = True` on a model whose logits are the next byte given the
+patch boundary it realised, the boundary's own probability being in its `nll` only (the
+byteified model models the boundary before the byte): exact log-likelihoods of given bytes
+come from `nll`, and the lm-eval adapter scores such a model through it, row by row.
 
 Structures the default parallel plan recognises (isinstance, not capabilities): a Llama-style
 block that tensor parallelism may split has `.attention` (TPAttention: n_heads, n_kv_heads,
@@ -275,7 +279,7 @@ CAPABILITIES: dict[str, type] = {
     "parallel_plan": OwnParallelPlan,
 }
 # Capabilities declared by a class attribute set to True rather than by methods.
-FLAGS: dict[str, str] = {"whole_tokens": "predicts_whole_tokens"}
+FLAGS: dict[str, str] = {"whole_tokens": "predicts_whole_tokens", "boundary_in_nll": "logits_given_boundary"}
 # What to do about a slot's contract failing, where there is a built-in that fills it.
 SLOT_FIXES: dict[str, str] = {
     "staged_encoder": "learned chunking reads the encoder's byte states between two stages; "

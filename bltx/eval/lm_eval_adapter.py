@@ -14,6 +14,11 @@ was trained with `data.add_bos` (the context of an empty prompt is then BOS alon
 
 Requests are scored in batches of `batch_size`, longest first, padded on the right (the
 model is causal, patcher included, so padding after a sequence cannot change its scores).
+A model whose logits leave out the probability of the patch boundary it realised (the
+`boundary_in_nll` flag, bltx/protocols.py: the byteified model) is scored through its own
+`nll` instead, one request at a time with only the continuation's bytes as targets: the
+exact log-probability, boundaries included; its greedy flag is read off the logits, the
+byte given the boundary.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ import json
 import torch
 from lm_eval.api.model import LM
 
-from bltx.bytes import BOS_ID, EOS_ID, OFFSET, decode
+from bltx.bytes import BOS_ID, EOS_ID, IGNORE_ID, OFFSET, decode
 from bltx.infer.generate import generate
 from bltx.infer.sampling import SamplingConfig
+from bltx.protocols import has
 from bltx.train.loss import autocast_context
 
 
@@ -71,8 +77,18 @@ class BltxLM(LM):
                 targets = torch.tensor(seq[end - n + 1 :])
                 rows = logp[row, end - n : end]
                 picked = rows.gather(1, targets[:, None]).squeeze(1)
-                results[i] = (float(picked.double().sum()), bool((rows.argmax(-1) == targets).all()))
+                total = float(picked.double().sum())
+                if has(self.model, "boundary_in_nll"):
+                    total = self._from_nll(seq, n)
+                results[i] = (total, bool((rows.argmax(-1) == targets).all()))
         return results  # type: ignore[return-value]
+
+    def _from_nll(self, seq: list[int], n: int) -> float:
+        """-nll of the last n ids of `seq` given the ones before (module doc)."""
+        ids = torch.tensor([seq[:-1]], device=self._device)
+        targets = torch.tensor([[IGNORE_ID] * (len(seq) - 1 - n) + seq[len(seq) - n :]], device=self._device)
+        with autocast_context(self._device, self.dtype):
+            return -float(self.model(ids, targets).nll)
 
     def _pair(self, context: str, continuation: str) -> tuple[list[int], int]:
         ctx, cont = self.prefix + byte_ids(context), byte_ids(continuation)

@@ -287,6 +287,17 @@ def test_predicted_patches_stay_vocabulary_prefixes(llama_source):
     assert float(starts.float().mean()) < 0.9  # patches of several bytes, not one each
 
 
+def _predicting_model(llama_source, spelling: bool):
+    """A random byteified model with predictor boundaries whose boundaries after a byte
+    often depend on the next byte (both outcomes of the predictor occur)."""
+    torch.manual_seed(3)
+    model = bltx.build("model", table(llama_source[0], boundaries="predictor", spelling_prior=spelling)).eval()
+    _sharpen_boundaries(model)
+    with torch.no_grad():
+        model.predictor.out.weight.normal_(0, 3.0)
+    return model
+
+
 @pytest.mark.parametrize("spelling", [False, True])
 def test_predicted_boundaries_give_a_proper_byte_distribution(llama_source, spelling):
     """With predictor boundaries the forward's NLL is the bytes' own, not a bound: every
@@ -296,12 +307,7 @@ def test_predicted_boundaries_give_a_proper_byte_distribution(llama_source, spel
     its boundary excludes, and sums to less."""
     from bltx.bytes import VOCAB_SIZE
 
-    folder, _ = llama_source
-    torch.manual_seed(3)
-    model = bltx.build("model", table(folder, boundaries="predictor", spelling_prior=spelling)).eval()
-    _sharpen_boundaries(model)
-    with torch.no_grad():
-        model.predictor.out.weight.normal_(0, 3.0)  # both outcomes of the untrained predictor occur
+    model = _predicting_model(llama_source, spelling=spelling)
     ctx = window(0, 40)
     n = ctx.shape[1]
     rows = torch.cat([ctx.expand(VOCAB_SIZE, n), torch.arange(VOCAB_SIZE)[:, None]], dim=1)
@@ -312,6 +318,34 @@ def test_predicted_boundaries_give_a_proper_byte_distribution(llama_source, spel
     assert abs(float(probs.sum()) - 1.0) < 1e-4, float(probs.sum())
     bounds = model.boundaries(rows[:, :-1], rows[:, 1:])
     assert 0 < int(bounds.ends[:, -1].sum()) < VOCAB_SIZE  # the last byte's boundary depends on the next
+
+
+def test_lm_eval_scores_are_the_bytes_own_probabilities(llama_source):
+    """The lm-eval adapter scores a byteified model (predicted boundaries) through its `nll`:
+    each of the 260 next ids after one context gets -log P(id | context), boundary included,
+    and those probabilities sum to 1. The logits alone are the byte given the boundary (at
+    the last byte, the one the boundary head picks): the other outcome's bytes get nothing."""
+    pytest.importorskip("lm_eval")
+    from bltx.bytes import VOCAB_SIZE
+    from bltx.eval.lm_eval_adapter import BltxLM
+
+    model = _predicting_model(llama_source, spelling=True)
+    ctx = window(0, 40)[0].tolist()
+    lm = BltxLM(model, torch.device("cpu"), "float32", batch_size=64, max_length=128)
+    scores = lm.score([(ctx + [v], 1) for v in range(VOCAB_SIZE)])
+    assert abs(sum(math.exp(lp) for lp, _ in scores) - 1.0) < 1e-4
+    with torch.no_grad():
+        ids = torch.tensor([ctx + [v] for v in range(VOCAB_SIZE)])
+        nll = float(model(ids[:1, :-1], ids[:1, 1:]).nll) - float(model(ids[:1, :-2], ids[:1, 1:-1]).nll)
+        given_boundary = torch.log_softmax(model(ids[:, :-1]).logits[:, -1].float(), -1)
+    assert scores[0][0] == pytest.approx(-nll, abs=1e-4)
+    # Both outcomes of the last byte's boundary keep their probability (the logits give
+    # one of them nothing), and each id's score is the one the logits give within its outcome.
+    closes = model.boundaries(ids[:, :-1], ids[:, 1:]).ends[:, -1]
+    exact = torch.tensor([lp for lp, _ in scores], dtype=torch.float64)
+    p_close = float(exact.exp()[closes].sum())
+    assert 1e-3 < p_close < 1 - 1e-3, p_close
+    assert min(float(given_boundary.diagonal().exp()[closes].sum()), float(given_boundary.diagonal().exp()[~closes].sum())) < 1e-6
 
 
 def test_stage1a_trains_the_predictor_alone(llama_source):

@@ -190,6 +190,9 @@ class ByteifiedLM(ByteLatentModel):
     """See the module doc."""
 
     PARTS = ("byte_embedder", "predictor", "encoder", "latent", "decoder", "heads", "source_embedding", "source_head")
+    # Its logits are the next byte given the boundary the row realised; P(boundary) is in
+    # `nll` (the module doc): scores of given bytes come from `nll` (bltx/protocols.py).
+    logits_given_boundary = True
 
     @dataclass
     class Config(ByteLatentConfig):
