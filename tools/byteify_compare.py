@@ -148,55 +148,72 @@ def source_bpb(source: Path, recipe: Path, overrides: list[str]) -> dict:
     return {"bpb": nll / math.log(2) / n_bytes, "bytes": n_bytes, "bytes_per_token": n_bytes / n_tokens}
 
 
+# Buckets of bytes by how far back the last boundary lies where the tokenizer and the
+# predicted patches disagree (0: at that byte; the last one past 32 is "far").
+DISTANCE_BUCKETS = ((0, 0), (1, 2), (3, 8), (9, 32), (33, None))
+
+
 @torch.no_grad()
-def boundary_agreement(run: Path, recipe: Path, overrides: list[str]) -> dict:
-    """On every held-out window, the trained run's boundaries against the tokenizer's: the
-    predictor's own decision (what stage 1a trains), the predicted boundaries the model uses
-    (closed where no token extends the patch), and the bpb (and its boundary bits) of bytes
-    split by whether the last 8 bytes' boundaries agree ("aligned"), scored both ways: where
-    predicted patches cost."""
+def gap_by_distance(reference_run: Path, byteified_run: Path, recipe: Path, overrides: list[str]) -> dict:
+    """Where the byteified model's held-out bits go, against a reference: on every held-out
+    window, each byte's cost (its boundary and the byte after it, as eval counts them) with
+    stage 1's run on the tokenizer's boundaries (the reference) and stage 2's run on its
+    predicted ones, summed in buckets by the bytes since the last boundary where the
+    tokenizer and the predicted patches disagree (DISTANCE_BUCKETS). Also the predictor's
+    own agreement with the tokenizer (what stage 1a trains) and the predicted patches'."""
     import bltx
     from bltx.bytes import IGNORE_ID
     from bltx.config import load_recipe
     from bltx.data.loader import build_data_for_recipe, validation_batches
 
     r = load_recipe(recipe, overrides)
-    model = bltx.load(run).eval()
-    counts = {"bytes": 0, "predictor": 0, "boundaries": 0, "aligned": 0}
-    nll = {(mode, part): 0.0 for mode in ("tokenizer", "predictor") for part in ("aligned", "other")}
-    boundary_nll = dict.fromkeys(nll, 0.0)
+    reference, byteified = bltx.load(reference_run).eval(), bltx.load(byteified_run).eval()
+    reference.cfg.boundaries, byteified.cfg.boundaries = "tokenizer", "predictor"
+    counts = {"bytes": 0, "predictor": 0, "boundaries": 0}
+    sums = {(bucket, what): 0.0 for bucket in DISTANCE_BUCKETS
+            for what in ("bytes", "reference", "reference_boundary", "byteified", "byteified_boundary")}
     for batch in validation_batches(build_data_for_recipe(r).validation, r.data.batch_size, 0):
         ids, targets = batch["ids"], batch["targets"]
         ext = torch.cat([ids, targets[:, -1:]], dim=1)
-        ends = {}
-        for mode in ("tokenizer", "predictor"):
-            model.cfg.boundaries = mode
-            ends[mode] = model.boundaries(ids, targets).ends
-        raw = model.predictor(ext[:, :-1], ext[:, 1:]) > 0
+        tokenizer = reference.boundaries(ids, targets).ends
+        predicted = byteified.boundaries(ids, targets).ends
+        raw = byteified.predictor(ext[:, :-1], ext[:, 1:]) > byteified._threshold_logit
         scored = targets != IGNORE_ID
-        differ = (ends["tokenizer"] != ends["predictor"]).float()
-        recent = torch.nn.functional.max_pool1d(torch.nn.functional.pad(differ, (8, 0))[:, None], 9, stride=1)[:, 0]
-        aligned = scored & (recent[:, : differ.shape[1]] == 0)
         counts["bytes"] += int(scored.sum())
-        counts["predictor"] += int(((raw == ends["tokenizer"]) & scored).sum())
-        counts["boundaries"] += int(((differ == 0) & scored).sum())
-        counts["aligned"] += int(aligned.sum())
-        for mode in ("tokenizer", "predictor"):
-            model.cfg.boundaries = mode
-            for part, where in (("aligned", aligned), ("other", scored & ~aligned)):
-                # Bytes left out cost nothing; only the last one's boundary could move (its
-                # next byte unknown), and nothing reads it.
-                out = model(ids, torch.where(where, targets, IGNORE_ID))
-                nll[mode, part] += float(out.nll)
+        counts["predictor"] += int(((raw == tokenizer) & scored).sum())
+        counts["boundaries"] += int(((predicted == tokenizer) & scored).sum())
+        position = torch.arange(ids.shape[1]).expand_as(ids)
+        last = torch.where(predicted != tokenizer, position, -10**6).cummax(dim=1).values
+        since = position - last
+        for lo, hi in DISTANCE_BUCKETS:
+            where = scored & (since >= lo) & ((since <= hi) if hi is not None else True)
+            n = int(where.sum())
+            if not n:
+                continue
+            # Bytes left out cost nothing; only the last one's boundary could move (its
+            # next byte unknown), and nothing reads it.
+            masked = torch.where(where, targets, IGNORE_ID)
+            sums[(lo, hi), "bytes"] += n
+            for name, model in (("reference", reference), ("byteified", byteified)):
+                out = model(ids, masked)
+                sums[(lo, hi), name] += float(out.nll) / math.log(2)
                 # boundary_bpb is per byte scored (the last one's boundary is known iff it is)
-                boundary_nll[mode, part] += float(out.stats["boundary_bpb"]) * math.log(2) * int(where.sum())
-    n, a = counts["bytes"], counts["aligned"]
-    size = {"aligned": a, "other": n - a}
-    bpb = {f"{mode}_{part}_bpb": value / math.log(2) / size[part] for (mode, part), value in nll.items()}
-    bpb.update({f"{mode}_{part}_boundary_bpb": value / math.log(2) / size[part]
-                for (mode, part), value in boundary_nll.items()})
-    return {"predictor_agreement": counts["predictor"] / n, "boundary_agreement": counts["boundaries"] / n,
-            "aligned_fraction": a / n, **bpb}
+                sums[(lo, hi), f"{name}_boundary"] += float(out.stats["boundary_bpb"]) * n
+    total = counts["bytes"]
+    excess = sum(sums[b, "byteified"] - sums[b, "reference"] for b in DISTANCE_BUCKETS)
+    rows = []
+    for lo, hi in DISTANCE_BUCKETS:
+        n = sums[(lo, hi), "bytes"]
+        if not n:
+            continue
+        gap = sums[(lo, hi), "byteified"] - sums[(lo, hi), "reference"]
+        rows.append({"bytes_since_disagreement": f"{lo}" if lo == hi else f"{lo}-{hi}" if hi else f">{lo - 1}",
+                     "fraction": n / total,
+                     **{f"{name}_bpb": sums[(lo, hi), name] / n for name in
+                        ("reference", "reference_boundary", "byteified", "byteified_boundary")},
+                     "excess_bits": gap, "excess_share": gap / excess if excess else 0.0})
+    return {"predictor_agreement": counts["predictor"] / total, "boundary_agreement": counts["boundaries"] / total,
+            "excess_bpb": excess / total, "by_distance": rows}
 
 
 def latent_overrides(source: Path) -> list[str]:
@@ -278,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = train_and_eval(RECIPES / "scratch.toml", out / "scratch", steps3, scratch_overrides)
 
     source_eval = source_bpb(source, RECIPES / "stage1.toml", with_blocks)
-    boundaries = boundary_agreement(out / "stage1", RECIPES / "stage1.toml", with_blocks)
+    boundaries = gap_by_distance(out / "stage1", out / "stage2", RECIPES / "stage1.toml", with_blocks)
     result = {
         "source_bpb": source_eval["bpb"],
         "stage1_bpb": stage1["bpb"],
@@ -294,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": {"predictor": main_run["steps0"], "stage1": steps1, "stage2": steps2, "scratch": steps3,
                   "source": src["steps"]},
         "predictor_train_agreement": main_run["predictor"].get("predictor_agreement"),  # stage 1a, last logged
-        "held_out_boundaries": boundaries,  # stage 1's run, boundary_agreement's doc
+        "held_out_boundaries": boundaries,  # stage 1 against stage 2: gap_by_distance's doc
         "predictor_train_flops": main_run["flops0"],
         "mean_patch_length": {"stage1": stage1.get("mean_patch_length"), "stage2": stage2.get("mean_patch_length"),
                               "scratch": scratch.get("mean_patch_length")},
