@@ -9,8 +9,8 @@ byte distribution stays exact (each candidate next byte fixes the boundary; bltx
 predictor), with more the model would have to carry two hypotheses per pending boundary.
 This measures what k buys, independently of any trained predictor: a count table over the
 h bytes up to t and the k bytes after it, majority vote on "the tokenizer ends a token
-after t", backing off to fewer bytes of lookahead, then of history, until the key was seen
-at least twice in training. Trained on the corpus's first 95% (the source's training
+after t", backing off to fewer bytes of context (h + k; at equal length, more lookahead
+first) until the key was seen at least twice in training (no key seen: "no boundary"). Trained on the corpus's first 95% (the source's training
 split, tools/make_source.py), scored on the held-out last 5%: the fraction of held-out
 bytes whose boundary it gets right. A table is printed and JSON written.
 """
@@ -45,25 +45,31 @@ def token_ends(vocab: SourceVocab, text: bytes) -> np.ndarray:
     return np.append(starts[1:], True)
 
 
-def keys(text: bytes, t: int, history: int, lookahead: int):
-    """The count-table keys at byte t, longest first: (bytes up to t, bytes after it)."""
-    for k in range(lookahead, 0, -1):
-        after = text[t + 1: t + 1 + k]
-        for h in range(history, 0, -1):
-            if t - h + 1 >= 0:
-                yield text[t - h + 1: t + 1], after
+def backoff_order(history: int, lookahead: int) -> list[tuple[int, int]]:
+    """(h, k) pairs from the most bytes of context to the fewest; at equal length, more
+    lookahead first."""
+    pairs = [(h, k) for h in range(1, history + 1) for k in range(1, lookahead + 1)]
+    return sorted(pairs, key=lambda hk: (hk[0] + hk[1], hk[1]), reverse=True)
+
+
+def keys(text: bytes, t: int, order: list[tuple[int, int]]):
+    """The count-table keys at byte t in backoff order: (h, k, bytes up to t, bytes after)."""
+    for h, k in order:
+        if t - h + 1 >= 0 and t + k < len(text):
+            yield h, k, text[t - h + 1: t + 1], text[t + 1: t + 1 + k]
 
 
 def agreement(train: bytes, train_ends: np.ndarray, held: bytes, held_ends: np.ndarray,
               history: int, lookahead: int) -> float:
+    order = backoff_order(history, lookahead)
     table: Counter = Counter()
     for t in range(len(train) - 1):
-        for key in keys(train, t, history, lookahead):
+        for key in keys(train, t, order):
             table[key, bool(train_ends[t])] += 1
     right = 0
     for t in range(len(held) - 1):
         guess = False
-        for key in keys(held, t, history, lookahead):
+        for key in keys(held, t, order):
             yes, no = table[key, True], table[key, False]
             if yes + no >= MIN_COUNT:
                 guess = yes > no

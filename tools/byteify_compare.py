@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 RECIPES = ROOT / "recipes" / "byteify"
 # A source small enough for the smoke test (tests/interop/test_byteify_compare.py).
@@ -162,9 +163,10 @@ def gap_by_distance(reference_run: Path, byteified_run: Path, recipe: Path, over
     tokenizer and the predicted patches disagree (DISTANCE_BUCKETS). Also the predictor's
     own agreement with the tokenizer (what stage 1a trains) and the predicted patches'."""
     import bltx
-    from bltx.bytes import IGNORE_ID
+    from bltx.bytes import IGNORE_ID, byte_targets
     from bltx.config import load_recipe
     from bltx.data.loader import build_data_for_recipe, validation_batches
+    from bltx.train.loss import autocast_context
 
     r = load_recipe(recipe, overrides)
     reference, byteified = bltx.load(reference_run).eval(), bltx.load(byteified_run).eval()
@@ -178,27 +180,30 @@ def gap_by_distance(reference_run: Path, byteified_run: Path, recipe: Path, over
         tokenizer = reference.boundaries(ids, targets).ends
         predicted = byteified.boundaries(ids, targets).ends
         raw = byteified.predictor(ext[:, :-1], ext[:, 1:]) > byteified._threshold_logit
-        scored = targets != IGNORE_ID
-        counts["bytes"] += int(scored.sum())
-        counts["predictor"] += int(((raw == tokenizer) & scored).sum())
-        counts["boundaries"] += int(((predicted == tokenizer) & scored).sum())
-        position = torch.arange(ids.shape[1]).expand_as(ids)
+        # Eval's bits per byte: the cost of every scored target (EOS included) over the bytes.
+        scored, is_byte = targets != IGNORE_ID, byte_targets(targets)
+        counts["bytes"] += int(is_byte.sum())
+        counts["predictor"] += int(((raw == tokenizer) & is_byte).sum())
+        counts["boundaries"] += int(((predicted == tokenizer) & is_byte).sum())
+        position = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+        # Bytes before the window's first disagreement count as far from one ("> 32").
         last = torch.where(predicted != tokenizer, position, -10**6).cummax(dim=1).values
         since = position - last
+        # Each model's boundaries as the whole window gives them, passed in: leaving targets
+        # out must not move them (the tokenizer's would, at the window's last word).
+        starts = {"reference": F.pad(tokenizer, (1, 0), value=True), "byteified": F.pad(predicted, (1, 0), value=True)}
         for lo, hi in DISTANCE_BUCKETS:
             where = scored & (since >= lo) & ((since <= hi) if hi is not None else True)
-            n = int(where.sum())
-            if not n:
+            if not bool(where.any()):
                 continue
-            # Bytes left out cost nothing; only the last one's boundary could move (its
-            # next byte unknown), and nothing reads it.
             masked = torch.where(where, targets, IGNORE_ID)
-            sums[(lo, hi), "bytes"] += n
+            sums[(lo, hi), "bytes"] += int((where & is_byte).sum())
             for name, model in (("reference", reference), ("byteified", byteified)):
-                out = model(ids, masked)
+                with autocast_context(ids.device, r.training.dtype):
+                    out = model(ids, masked, starts=starts[name])
                 sums[(lo, hi), name] += float(out.nll) / math.log(2)
-                # boundary_bpb is per byte scored (the last one's boundary is known iff it is)
-                sums[(lo, hi), f"{name}_boundary"] += float(out.stats["boundary_bpb"]) * n
+                # boundary_bpb is per target scored
+                sums[(lo, hi), f"{name}_boundary"] += float(out.stats["boundary_bpb"]) * int(where.sum())
     total = counts["bytes"]
     excess = sum(sums[b, "byteified"] - sums[b, "reference"] for b in DISTANCE_BUCKETS)
     rows = []
@@ -207,7 +212,8 @@ def gap_by_distance(reference_run: Path, byteified_run: Path, recipe: Path, over
         if not n:
             continue
         gap = sums[(lo, hi), "byteified"] - sums[(lo, hi), "reference"]
-        rows.append({"bytes_since_disagreement": f"{lo}" if lo == hi else f"{lo}-{hi}" if hi else f">{lo - 1}",
+        label = f">{lo - 1}" if hi is None else f"{lo}" if lo == hi else f"{lo}-{hi}"
+        rows.append({"bytes_since_disagreement": label,
                      "fraction": n / total,
                      **{f"{name}_bpb": sums[(lo, hi), name] / n for name in
                         ("reference", "reference_boundary", "byteified", "byteified_boundary")},

@@ -16,9 +16,11 @@ Requests are scored in batches of `batch_size`, longest first, padded on the rig
 model is causal, patcher included, so padding after a sequence cannot change its scores).
 A model whose logits leave out the probability of the patch boundary it realised (the
 `boundary_in_nll` flag, bltx/protocols.py: the byteified model) is scored through its own
-`nll` instead, one request at a time with only the continuation's bytes as targets: the
-exact log-probability, boundaries included; its greedy flag is read off the logits, the
-byte given the boundary.
+`nll` instead, one request at a time, unpadded, with only the continuation's bytes as
+targets: the log-probability eval's bpb counts, boundaries included (exact with predicted
+boundaries; with the tokenizer's, which look ahead, a bound as the source's token NLL is),
+and it is greedy where the cached generator, deciding each boundary before its byte,
+produces the continuation.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class BltxLM(LM):
     def score(self, items: list[tuple[list[int], int]]) -> list[tuple[float, bool]]:
         """Each item is (ids, n): the log-probability of the last n ids of `ids` given the
         ones before, and whether each is the argmax. Batched, longest first."""
+        if has(self.model, "boundary_in_nll"):
+            return [self._score_through_nll(seq, n) for seq, n in items]
         results: list[tuple[float, bool] | None] = [None] * len(items)
         order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
         for lo in range(0, len(order), self.batch_size):
@@ -77,18 +81,21 @@ class BltxLM(LM):
                 targets = torch.tensor(seq[end - n + 1 :])
                 rows = logp[row, end - n : end]
                 picked = rows.gather(1, targets[:, None]).squeeze(1)
-                total = float(picked.double().sum())
-                if has(self.model, "boundary_in_nll"):
-                    total = self._from_nll(seq, n)
-                results[i] = (total, bool((rows.argmax(-1) == targets).all()))
+                results[i] = (float(picked.double().sum()), bool((rows.argmax(-1) == targets).all()))
         return results  # type: ignore[return-value]
 
-    def _from_nll(self, seq: list[int], n: int) -> float:
-        """-nll of the last n ids of `seq` given the ones before (module doc)."""
+    def _score_through_nll(self, seq: list[int], n: int) -> tuple[float, bool]:
+        """(ids, n) scored by a `boundary_in_nll` model (module doc): -nll of the last n ids
+        of `seq`, unpadded, and whether greedy decoding after the ones before gives them (the
+        cached generator: boundary first, then the byte, as the model decodes)."""
+        if n == 0:
+            return 0.0, True
         ids = torch.tensor([seq[:-1]], device=self._device)
         targets = torch.tensor([[IGNORE_ID] * (len(seq) - 1 - n) + seq[len(seq) - n :]], device=self._device)
         with autocast_context(self._device, self.dtype):
-            return -float(self.model(ids, targets).nll)
+            logprob = -float(self.model(ids, targets).nll)
+            greedy = generate(self.model, [torch.tensor(seq[:-n])], n, compile=False)[0]
+        return logprob, greedy.tolist() == seq[len(seq) - n :]
 
     def _pair(self, context: str, continuation: str) -> tuple[list[int], int]:
         ctx, cont = self.prefix + byte_ids(context), byte_ids(continuation)

@@ -346,6 +346,12 @@ def test_lm_eval_scores_are_the_bytes_own_probabilities(llama_source):
     p_close = float(exact.exp()[closes].sum())
     assert 1e-3 < p_close < 1 - 1e-3, p_close
     assert min(float(given_boundary.diagonal().exp()[closes].sum()), float(given_boundary.diagonal().exp()[~closes].sum())) < 1e-6
+    # Greedy: what the cached generator gives after the context (boundary, then byte).
+    from bltx.infer.generate import generate
+
+    own = generate(model, [torch.tensor(ctx)], 6, compile=False)[0].tolist()
+    other = own[:-1] + [OFFSET + (own[-1] - OFFSET + 1) % 256]
+    assert [greedy for _, greedy in lm.score([(ctx + own, 6), (ctx + other, 6)])] == [True, False]
 
 
 def test_stage1a_trains_the_predictor_alone(llama_source):
