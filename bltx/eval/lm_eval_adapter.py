@@ -94,7 +94,8 @@ class BltxLM(LM):
         targets = torch.tensor([[IGNORE_ID] * (len(seq) - 1 - n) + seq[len(seq) - n :]], device=self._device)
         with autocast_context(self._device, self.dtype):
             logprob = -float(self.model(ids, targets).nll)
-            greedy = generate(self.model, [torch.tensor(seq[:-n])], n, compile=False)[0]
+        # Outside autocast, as generate_until calls it: the caches hold the model's own dtype.
+        greedy = generate(self.model, [torch.tensor(seq[:-n])], n, compile=False)[0]
         return logprob, greedy.tolist() == seq[len(seq) - n :]
 
     def _pair(self, context: str, continuation: str) -> tuple[list[int], int]:

@@ -352,6 +352,11 @@ def test_lm_eval_scores_are_the_bytes_own_probabilities(llama_source):
     own = generate(model, [torch.tensor(ctx)], 6, compile=False)[0].tolist()
     other = own[:-1] + [OFFSET + (own[-1] - OFFSET + 1) % 256]
     assert [greedy for _, greedy in lm.score([(ctx + own, 6), (ctx + other, 6)])] == [True, False]
+    # Under bf16 autocast (dtype "auto" on a bf16 CPU or GPU) the generator's caches keep the
+    # model's dtype: the greedy check runs outside autocast, as generate_until does.
+    bf16 = BltxLM(model, torch.device("cpu"), "bfloat16", batch_size=64, max_length=128)
+    [(_, greedy)] = bf16.score([(ctx + own, 6)])
+    assert greedy
 
 
 def test_stage1a_trains_the_predictor_alone(llama_source):
