@@ -2,12 +2,12 @@
 train a small subword source, byteify it in two stages, train a BLT of the same shape from
 scratch on the same training FLOPs, and compare all of them on the held-out last 5%.
 
-    python tools/byteify_compare.py [--out runs/byteify] [--budget 0.14]
+    python tools/byteify_compare.py [--out runs/byteify] [--budget 0.14] [--vocab 4096]
 
 Steps, each through the command a user runs:
-  0. `python tools/make_source.py --out OUT/source`: a LlamaForCausalLM and its byte-level
-     BPE tokenizer, trained on the corpus's first 95%, saved with save_pretrained (skipped
-     when OUT/source/source.json exists);
+  0. `python tools/make_source.py --out OUT/source [--vocab N]`: a LlamaForCausalLM and its
+     byte-level BPE tokenizer, trained on the corpus's first 95%, saved with save_pretrained
+     (skipped when OUT/source/source.json exists);
   1a. `python -m bltx.run recipes/byteify/predictor.toml`: the boundary predictor alone;
   1. `python -m bltx.run recipes/byteify/stage1.toml`: the source's blocks frozen;
   2. `python -m bltx.run recipes/byteify/stage2.toml`: end to end from stage 1;
@@ -269,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--predictor-steps", type=int, default=0,
                     help="stage 1a's steps (default: recipes/byteify/predictor.toml's)")
     ap.add_argument("--min-steps", type=int, default=3, help="at least this many steps per run")
+    ap.add_argument("--vocab", type=int, default=0,
+                    help="the source tokenizer's vocabulary (default: tools/make_source.py's, 4,096)")
     ap.add_argument("--quick", action="store_true", help="a tiny source and runs: the smoke test")
     ap.add_argument("--skip-learned-spelling", action="store_true",
                     help="skip the variant whose decoder learns spelling alone (model.spelling_prior = false)")
@@ -280,9 +282,14 @@ def main(argv: list[str] | None = None) -> int:
     source = out / "source"
     t0 = time.perf_counter()
 
+    source_args = [*(QUICK_SOURCE if args.quick else []), *(["--vocab", str(args.vocab)] if args.vocab else [])]
     if not (source / "source.json").is_file():
-        run([sys.executable, "tools/make_source.py", "--out", str(source), *(QUICK_SOURCE if args.quick else [])])
+        run([sys.executable, "tools/make_source.py", "--out", str(source), *source_args])
     src = json.loads((source / "source.json").read_text())
+    if args.vocab and src["config"]["vocab"] != args.vocab:
+        print(f"error: {source} was made with --vocab {src['config']['vocab']}, not {args.vocab}; "
+              f"pass another --out (or delete that folder)", file=sys.stderr)
+        return 2
     base = [*args.overrides, f"model.source={toml_str(source)}"]
     with_blocks = [*base, f"model.latent.path={toml_str(source)}"]
     budget = args.budget * src["train_flops"]
@@ -313,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         "byteify_flops_fraction": byteify_flops / src["train_flops"],
         "byteified_vs_source": stage2["bpb"] / source_eval["bpb"] - 1.0,
         "held_out_bytes": source_eval["bytes"],
+        "source_vocab_size": src["vocab_size"],
         "source_bytes_per_token": source_eval["bytes_per_token"],
         "steps": {"predictor": main_run["steps0"], "stage1": steps1, "stage2": steps2, "scratch": steps3,
                   "source": src["steps"]},
