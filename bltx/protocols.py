@@ -59,7 +59,9 @@ on plain text only (bltx/train/data_checks.py).
 A flag: `logits_given_boundary = True` on a model whose logits are the next byte given the
 patch boundary it realised, the boundary's own probability being in its `nll` only (the
 byteified model models the boundary before the byte): exact log-likelihoods of given bytes
-come from `nll`, and the lm-eval adapter scores such a model through it, row by row.
+come from `nll`, and the lm-eval adapter scores such a model through it, row by row; its
+logits at a row's last byte are the byte given the boundary its head decides there, so
+generation by recomputation reads it row by row, unpadded (bltx/infer/recompute.py).
 
 Structures the default parallel plan recognises (isinstance, not capabilities): a Llama-style
 block that tensor parallelism may split has `.attention` (TPAttention: n_heads, n_kv_heads,

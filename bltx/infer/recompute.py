@@ -6,7 +6,10 @@ match byte for byte, and as the fallback for patchers that cannot decide boundar
 
 Prompts of different lengths share one right-padded buffer: because the model is causal, the
 padding after a row's last byte cannot change that row's logits, so each row reads its own
-last position.
+last position. A model whose logits at a byte read the byte after it (the patch boundary it
+settles, flag `boundary_in_nll`: bltx/protocols.py) would read the padding as that byte: it
+runs one row at a time, unpadded, so its last position is one it decides without the next
+byte.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from bltx.bytes import PAD_ID
 from bltx.infer.sampling import SamplingConfig, sample_next
 from bltx.infer.stopping import StopChecker
+from bltx.protocols import has
 
 
 @torch.no_grad()
@@ -42,11 +46,18 @@ def generate_recompute(
         buffer[row, : len(prompt)] = prompt.to(device)
     stop = stop or StopChecker([], batch)
     outputs: list[list[int]] = [[] for _ in range(batch)]
+    one_row_at_a_time = has(model, "boundary_in_nll")
     for _ in range(max_new_bytes):
         if stop.all_done:
             break
-        logits = model(buffer[:, : max(lengths)]).logits
-        last = logits[torch.arange(batch, device=device), torch.tensor(lengths, device=device) - 1]
+        if one_row_at_a_time:
+            rows = {row: model(buffer[row: row + 1, : lengths[row]]).logits[0, -1]
+                    for row in range(batch) if not stop.done[row]}
+            some = next(iter(rows.values()))
+            last = torch.stack([rows.get(row, torch.zeros_like(some)) for row in range(batch)])
+        else:
+            logits = model(buffer[:, : max(lengths)]).logits
+            last = logits[torch.arange(batch, device=device), torch.tensor(lengths, device=device) - 1]
         next_ids = sample_next(last, sampling, generator).tolist()
         for row in range(batch):
             if stop.done[row]:

@@ -98,3 +98,17 @@ def test_bpe_patcher_follows_tokens_causally():
     patches.append(cur)
     assert b"".join(patches) == text.encode()
     assert 1.5 < len(text) / len(patches) < 6  # token-sized, neither bytes nor words
+
+
+def test_bpe_generates_the_same_batched_as_alone():
+    """Generation recomputes it (no cached session) over right-padded prompts: its rows are
+    causal, so the padding after a shorter prompt is never read, and prompts of different
+    lengths batched give the bytes each gives alone."""
+    from bltx.infer.generate import generate
+
+    torch.manual_seed(0)
+    model = bltx.build_model(BPE).eval()
+    prompts = ["First Citizen:\nBefore we", "Speak"]
+    batched = generate(model, prompts, max_new_bytes=12)
+    alone = [generate(model, [p], max_new_bytes=12)[0] for p in prompts]
+    assert [b.tolist() for b in batched] == [a.tolist() for a in alone]

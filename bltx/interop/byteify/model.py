@@ -319,9 +319,10 @@ class ByteifiedLM(ByteLatentModel):
 
     def _extended(self, ids: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """ids with the byte after the window appended ([B, T+1]; PAD where unknown) and
-        whether it is known [B]."""
+        whether it is known [B] (never without targets: PAD is an id >= 0, and reading it as
+        the next byte would close the last patch where the boundary head must decide)."""
         if targets is None:
-            nxt = torch.full_like(ids[:, :1], PAD_ID)
+            nxt = torch.full_like(ids[:, :1], IGNORE_ID)
         else:
             nxt = targets[:, -1:]
         known = nxt[:, 0] >= 0
