@@ -53,8 +53,9 @@ Cached stepping is asked per slot, not by a name: `missing_cached(part, slot)` l
 part lacks of init_cache / prefill / step (bltx/model/cache.py has each slot's arguments;
 an encoder also close(), a decoder set_patch(); a latent's step takes `bound=None`).
 A flag: `predicts_whole_tokens = True` on a model that scores whole subword tokens (the BPE
-baseline): its last position is its only exact prediction, so generation and CUTE feed it
-one prompt at a time, and it cannot leave single target bytes out of its loss, so it trains
+baseline): its last position is its only exact prediction, so CUTE feeds it one prompt at a
+time (right-padded generation reads each prompt's own last row: the padding ends the prompt's
+last token, tests/model/test_baselines.py), and it cannot leave single target bytes out of its loss, so it trains
 on plain text only (bltx/train/data_checks.py).
 A flag: `logits_given_boundary = True` on a model whose logits are the next byte given the
 patch boundary it realised, the boundary's own probability being in its `nll` only (the

@@ -51,6 +51,8 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from tools.make_source import DEFAULT_VOCAB  # noqa: E402
+
 RECIPES = ROOT / "recipes" / "byteify"
 # A source small enough for the smoke test (tests/interop/test_byteify_compare.py).
 QUICK_SOURCE = ["--steps", "30", "--dim", "32", "--layers", "1", "--heads", "2", "--vocab", "300",
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="stage 1a's steps (default: recipes/byteify/predictor.toml's)")
     ap.add_argument("--min-steps", type=int, default=3, help="at least this many steps per run")
     ap.add_argument("--vocab", type=int, default=0,
-                    help="the source tokenizer's vocabulary (default: tools/make_source.py's, 4,096)")
+                    help="the source tokenizer's vocabulary (default: tools/make_source.py's, 4,096; 300 with --quick)")
     ap.add_argument("--quick", action="store_true", help="a tiny source and runs: the smoke test")
     ap.add_argument("--skip-learned-spelling", action="store_true",
                     help="skip the variant whose decoder learns spelling alone (model.spelling_prior = false)")
@@ -286,8 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (source / "source.json").is_file():
         run([sys.executable, "tools/make_source.py", "--out", str(source), *source_args])
     src = json.loads((source / "source.json").read_text())
-    if args.vocab and src["config"]["vocab"] != args.vocab:
-        print(f"error: {source} was made with --vocab {src['config']['vocab']}, not {args.vocab}; "
+    # A source left from another vocabulary (an earlier default, another --vocab) would be
+    # compared under this run's numbers: refused, whether --vocab was given or not.
+    wanted = args.vocab or (int(QUICK_SOURCE[QUICK_SOURCE.index("--vocab") + 1]) if args.quick else DEFAULT_VOCAB)
+    if src["config"]["vocab"] != wanted:
+        print(f"error: {source} was made with --vocab {src['config']['vocab']}, not {wanted}; "
               f"pass another --out (or delete that folder)", file=sys.stderr)
         return 2
     base = [*args.overrides, f"model.source={toml_str(source)}"]

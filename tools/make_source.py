@@ -55,6 +55,7 @@ EOT = "<|endoftext|>"
 WARMUP_FRACTION = 0.05  # of the steps; short, the model is small and the lr modest
 LOG_EVERY = 50
 LAST_STEPS = 20  # train_bpb_last: mean of this many final steps' losses
+DEFAULT_VOCAB = 4096  # the tokenizer's size (module doc, "Tokenizer")
 
 
 def held_out_cut(n_bytes: int, fraction: float = HELD_OUT_FRACTION, add_bos: bool = True) -> int:
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the source model's folder")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vocab", type=int, default=4096, help="BPE vocabulary size, EOT and the 256 bytes included")
+    parser.add_argument("--vocab", type=int, default=DEFAULT_VOCAB, help="BPE vocabulary size, EOT and the 256 bytes included")
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)

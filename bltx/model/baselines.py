@@ -16,7 +16,8 @@ against an unbounded context.
 
 Its forward returns, at each byte, the first-byte marginal of the token that follows the
 token holding that byte: an exact next-byte distribution at token ends (the last position
-always is one), so generation reads the last row, one prompt at a time.
+always is one), so generation reads each prompt's last row (right padding ends a shorter
+prompt's last token, so batched prompts read theirs as they would alone).
 Its output's `starts` are the token starts, so the trainer logs bytes per token as the mean
 patch length.
 """
@@ -95,8 +96,9 @@ class ByteTransformer(nn.Module):
 class BpeTransformer(nn.Module):
     """BPE-token baseline; bits per byte from token NLLs (see the module doc)."""
 
-    # Scores whole tokens: only the last logits row is a byte prediction (generate one prompt
-    # at a time, bltx.eval.cute), and a masked target byte cannot be left out of a token's cost.
+    # Scores whole tokens: only a prompt's last logits row is its exact byte prediction (CUTE
+    # feeds one prompt at a time, bltx.eval.cute), and a masked target byte cannot be left out
+    # of a token's cost.
     predicts_whole_tokens = True
 
     @dataclass

@@ -181,6 +181,11 @@ def test_cached_generation_equals_recomputation(llama_source, boundaries, spelli
     if boundaries == "predictor":
         recomputed = generate(model, ["First Cit", "Speak, speak. We are"], 24, use_cache=False)
         assert [r.tolist() for r in recomputed] == [c.tolist() for c in cached]
+        # Sampled, one seed: both paths draw the same numbers from the generator.
+        hot = SamplingConfig(temperature=1.0)
+        sampled = [generate(model, ["First Cit", "Speak, speak. We are"], 24, sampling=hot, seed=5, use_cache=flag)
+                   for flag in (True, False)]
+        assert [r.tolist() for r in sampled[0]] == [r.tolist() for r in sampled[1]]
 
 
 def test_causal_with_the_boundary_head_in_the_loop(llama_source):

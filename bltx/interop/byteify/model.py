@@ -100,9 +100,10 @@ class BoundaryPredictor(nn.Module):
     come at once (`candidates`): what makes the byte distribution under predicted
     boundaries exact (ByteifiedLM.closing_bytes). Measured on the bundled corpus after
     stage 1a (1,000 steps), held-out agreement with the tokenizer: 0.972 with the worked
-    example's 4,096-token source (a count table over 4 bytes and the next, with backoff:
-    0.972), 0.963 with a 1,024-token one (count table 0.966; reading the byte embedder's
-    hash n-grams, contexts ending at t with the next byte joined after, instead: 0.917)."""
+    example's 4,096-token source (tools/boundary_ceiling.py's count table over 4 bytes and
+    the next, with backoff: 0.972), 0.964 with a 1,024-token one (count table 0.964; reading
+    the byte embedder's hash n-grams, contexts ending at t with the next byte joined after,
+    instead: 0.917)."""
 
     PRIME = 1000003  # the next byte joins the context's hash as (ctx * PRIME + v)
     CONTEXT_MOD = 2**31 - 1
