@@ -55,8 +55,8 @@ from tools.make_source import DEFAULT_VOCAB  # noqa: E402
 
 RECIPES = ROOT / "recipes" / "byteify"
 # A source small enough for the smoke test (tests/interop/test_byteify_compare.py).
-QUICK_SOURCE = ["--steps", "30", "--dim", "32", "--layers", "1", "--heads", "2", "--vocab", "300",
-                "--ctx", "64", "--batch", "4"]
+QUICK_SOURCE = ["--steps", "30", "--dim", "32", "--layers", "1", "--heads", "2", "--ctx", "64", "--batch", "4"]
+QUICK_VOCAB = 300
 
 
 def run(cmd: list[str]) -> None:
@@ -284,13 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     source = out / "source"
     t0 = time.perf_counter()
 
-    source_args = [*(QUICK_SOURCE if args.quick else []), *(["--vocab", str(args.vocab)] if args.vocab else [])]
+    wanted = args.vocab or (QUICK_VOCAB if args.quick else DEFAULT_VOCAB)
     if not (source / "source.json").is_file():
-        run([sys.executable, "tools/make_source.py", "--out", str(source), *source_args])
+        run([sys.executable, "tools/make_source.py", "--out", str(source), *(QUICK_SOURCE if args.quick else []),
+             "--vocab", str(wanted)])
     src = json.loads((source / "source.json").read_text())
     # A source left from another vocabulary (an earlier default, another --vocab) would be
     # compared under this run's numbers: refused, whether --vocab was given or not.
-    wanted = args.vocab or (int(QUICK_SOURCE[QUICK_SOURCE.index("--vocab") + 1]) if args.quick else DEFAULT_VOCAB)
     if src["config"]["vocab"] != wanted:
         print(f"error: {source} was made with --vocab {src['config']['vocab']}, not {wanted}; "
               f"pass another --out (or delete that folder)", file=sys.stderr)

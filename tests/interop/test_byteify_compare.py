@@ -45,7 +45,7 @@ def test_quick_compare_writes_the_comparison(tmp_path):
     for run in ("stage1", "stage2", "scratch"):
         assert json.loads((out / run / "eval.json").read_text())["bytes"] == result["held_out_bytes"]
     assert (out / "compare.png").stat().st_size > 0
-    assert result["source_vocab_size"] == 300  # QUICK_SOURCE's tokenizer
+    assert result["source_vocab_size"] == 300  # QUICK_VOCAB
     # Asking for another vocabulary over that source is refused in one line, nothing rerun.
     proc = subprocess.run([*cmd, "--vocab", "512"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
